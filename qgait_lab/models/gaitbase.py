@@ -142,7 +142,7 @@ class SeparateFCs(QuantizedLayer, nn.Module):
         self.attach_quantizers(None, None)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.quantized_input(x).permute(2, 0, 1)          # [p, n, c_in]
+        x = self.quantized_input(x).permute(2, 0, 1).contiguous()   # [p, n, c_in]
         out = x.matmul(self.quantized_weight(self.fc_bin))    # [p, n, c_out]
         return out.permute(1, 2, 0).contiguous()
 
@@ -162,7 +162,7 @@ class SeparateBNNecks(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n, c, p = x.shape
         x = self.bn1d(x.reshape(n, c * p)).reshape(n, c, p)     # channel-major flattening
-        feature = F.normalize(x.permute(2, 0, 1), dim=-1)        # [p, n, c]
+        feature = F.normalize(x.permute(2, 0, 1).contiguous(), dim=-1)   # [p, n, c]
         logits = feature.matmul(F.normalize(self.fc_bin, dim=1))  # [p, n, classes]
         return feature.permute(1, 2, 0).contiguous(), logits.permute(1, 2, 0).contiguous()
 

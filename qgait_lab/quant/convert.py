@@ -199,3 +199,18 @@ def layer_bits(model: nn.Module) -> dict[str, tuple[int, int]]:
 
 def is_quantized(model: nn.Module) -> bool:
     return any(True for _ in quantizers(model))
+
+
+@torch.no_grad()
+def initialize_quantizers(model: nn.Module, *inputs, **kwargs) -> None:
+    """Run one forward pass in eval mode so that data-driven quantizers (LSQ) set their steps.
+
+    Call it before ``torch.compile``: initialisation reads values back from the
+    tensors, which would otherwise break the compiled graph on the first step.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        model(*inputs, **kwargs)
+    finally:
+        model.train(was_training)
