@@ -77,8 +77,137 @@ def _run_sanity(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _config_args(p, preset_help: str = "preset name or YAML file (default: tiny-cpu)") -> None:
+    p.add_argument("--preset", default="tiny-cpu", help=preset_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set data.batch_p=4 (repeatable)")
+
+
+def _load(args, **extra):
+    from .training.config import load_config
+
+    values = {k: v for k, v in extra.items() if v is not None}
+    return load_config(args.preset, args.overrides, extra=values)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one method (full precision, a baseline or QGait)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab train                                   # QGait-4 on SynthGait (tiny-cpu preset)
+  qgait-lab train --method fp                       # the full-precision teacher only
+  qgait-lab train --method lsq --bits 8 --set stage1.iterations=300
+  qgait-lab train --preset casia-b --method qgait --set data.root=/data/CASIA-B-pkl \\
+                  --set data.partition=/data/CASIA-B.json
+  torchrun --nproc_per_node=4 -m qgait_lab.cli train --preset gait3d --set data.root=...
+
+Runs are written to runs/<name>/; an interrupted run continues where it stopped.""")
+    _config_args(p)
+    p.add_argument("--method", choices=["fp", "lsq", "dorefa", "pact", "qgait"], default=None,
+                   help="what to train (default: the preset's, qgait)")
+    p.add_argument("--bits", type=int, default=None, help="weight and activation bits (4 or 8)")
+    p.add_argument("--name", default=None, help="run name under runs/ (default: the preset's)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from .results import markdown_table
+    from .training.distributed import distributed_session
+    from .training.pipeline import Experiment
+
+    quant = {"bits": args.bits} if args.bits is not None else None
+    cfg = _load(args, method=args.method, name=args.name, quant=quant)
+    with distributed_session(cfg.runtime.device) as main_process:
+        result = Experiment(cfg).run()
+        if main_process:
+            from .demo import result_rows
+            print(markdown_table(result_rows([result])))
+            print(f"checkpoint: {result.stages[-1].checkpoint}")
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the preset's test split",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab eval --checkpoint runs/demo/fp-1a2b3c4d/checkpoints/last.pt --method fp
+  qgait-lab eval --checkpoint runs/demo/qgait-w4a4-stage2-.../checkpoints/last.pt --method qgait
+  qgait-lab eval --preset casia-b --set data.root=/data/CASIA-B-pkl \\
+                 --checkpoint GaitBase_DA-60000.pt --method fp   # an OpenGait checkpoint""")
+    _config_args(p)
+    p.add_argument("--checkpoint", required=True, help="our checkpoint, or an OpenGait one")
+    p.add_argument("--method", choices=["fp", "lsq", "dorefa", "pact", "qgait"], default="fp",
+                   help="how the checkpoint's model was quantized (default: fp)")
+    p.add_argument("--bits", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from .training.pipeline import evaluate_checkpoint
+
+    quant = {"bits": args.bits} if args.bits is not None else None
+    cfg = _load(args, method=args.method, quant=quant)
+    metrics = evaluate_checkpoint(cfg, args.checkpoint, args.method)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>12}: {value:.2f}")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="SynthGait -> FP, LSQ-4, QGait-4 -> Table-1 report (make demo)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab demo                       # about 10 minutes on 2 CPU cores
+  QGAIT_FAST=1 qgait-lab demo          # a 1-minute smoke run (numbers are meaningless)
+
+Writes runs/demo/report.md and the figures theta_k.png, loss_curves.png, tsne.png.""")
+    _config_args(p)
+    p.add_argument("--no-sanity", action="store_true", help="skip the quantizer sanity report")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from .demo import run_demo
+    from .quant.sanity import format_report, run_sanity_checks
+
+    if not args.no_sanity:
+        print(format_report(run_sanity_checks()), "\n")
+    _run_bitops(argparse.Namespace(model="gaitbase", frames=100, classes=3000, channels=None,
+                                   height=64, width=44, bits=[32, 8, 4], first_last_bits=None,
+                                   json=False))
+    print()
+    report = run_demo(args.preset, args.overrides)
+    print(report.table)
+    print(f"\nreport: {report.report_path}  ({report.seconds / 60:.1f} min)")
+    return 0
+
+
+def _add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="re-run the paper's tables on SynthGait over seeds",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab reproduce --what table1 --seeds 3     # about 45 minutes on 2 CPU cores
+  qgait-lab reproduce --what table3a --seeds 1
+  qgait-lab reproduce --what fig5
+  QGAIT_FAST=1 qgait-lab reproduce --what table3b --seeds 1   # quick smoke version""")
+    _config_args(p)
+    p.add_argument("--what", required=True, choices=["table1", "table3a", "table3b", "fig5"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_reproduce(args) -> int:
+    from .reproduce import run_reproduce
+
+    report = run_reproduce(args.what, args.seeds, args.preset, args.overrides)
+    print(report.markdown)
+    print(f"report: {report.path}")
+    return 0
+
+
 # Subcommands register here; each adds its parser and sets ``func``.
-COMMANDS: list[Callable] = [_add_bitops, _add_sanity]
+COMMANDS: list[Callable] = [_add_train, _add_eval, _add_demo, _add_reproduce, _add_bitops,
+                            _add_sanity]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -227,7 +227,7 @@ class PACTQuantizer(Quantizer):
         alpha = self.alpha.clamp(min=1e-3)
         a = alpha.detach()
         scale = a / float(2 ** self.bits - 1)
-        y_q = self._round(torch.clamp(x, min=0.0, max=a) / scale) * scale
+        y_q = self._round(torch.minimum(torch.relu(x), a) / scale) * scale
         # Forward adds zero; backward gives d y_q / d alpha = 1 where x >= alpha.
         return y_q + (alpha - a) * (x >= a).to(x.dtype)
 

@@ -1,0 +1,298 @@
+"""Experiment configuration: dataclasses, loaded from YAML presets with overrides.
+
+Every setting lives here with its default; presets (``qgait_lab/presets/*.yaml``)
+change some of them, and ``--set section.key=value`` changes one more.  Unknown
+keys and presets are refused with the closest known name suggested.
+
+The defaults are OpenGait's GaitBase settings and the paper's QAT settings
+(Sec. 4.1): SGD 0.1 with MultiStepLR for full precision; Adam 1e-4 for QAT;
+a 1k-iteration soft fine-tune with GROW(0.2 / 100 it, T = 5) and IDD.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+import yaml
+
+from ..errors import ConfigError
+from ..quant.convert import METHODS as QUANT_METHODS
+from ..quant.schedules import KSchedule
+from .runtime import fast_mode
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+TRAIN_METHODS = ("fp",) + QUANT_METHODS + ("qgait",)
+
+
+@dataclass
+class DataConfig:
+    """Where the sequences come from and how batches are drawn (DESIGN.md section 3)."""
+
+    dataset: str = "synthgait"          # "synthgait" (generated here) or "opengait" (a real root)
+    root: str | None = None             # OpenGait-format root; for synthgait, a cache dir override
+    partition: str | None = None        # partition json (TRAIN_SET / TEST_SET)
+    synth: dict = field(default_factory=dict)   # SynthGait generator options (see data.synth)
+    cut_width: bool = True              # cut 64x64 frames to 64x44 (CASIA-B, OU-MVLP, GREW)
+    downsample: int = 1                 # 1: 64x44 (the paper); 2: 32x22 (the laptop preset)
+    batch_p: int = 8                    # identities per batch
+    batch_k: int = 16                   # sequences per identity
+    frames: int = 30                    # frames per training sequence
+    frames_mode: str = "fixed"          # "fixed" or "unfixed" (frames_min..frames_max)
+    frames_min: int = 10
+    frames_max: int = 50
+    augment: list = field(default_factory=list)  # any of flip, rotate, erase, perspective
+    augment_prob: float = 0.2           # probability of each augmentation
+    protocol: str = "casia-b"           # evaluation protocol: "casia-b" or "gait3d"
+    eval_batch_sequences: int = 16      # sequences per evaluation batch (packed)
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gaitbase"
+    channels: list = field(default_factory=lambda: [64, 128, 256, 512])
+    parts: int = 16
+    embed_dim: int = 256
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"                   # "sgd" or "adam"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: list = field(default_factory=list)   # MultiStepLR; empty: constant lr
+    gamma: float = 0.1
+
+
+@dataclass
+class LossConfig:
+    """Triplet + cross-entropy, both weight 1 (OpenGait)."""
+
+    triplet_margin: float = 0.2
+    triplet_weight: float = 1.0
+    ce_weight: float = 1.0
+    ce_scale: float = 16.0
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class DistillConfig:
+    """Distillation from the full-precision teacher: none, vanilla KD (Eq. 13) or IDD (Eqs. 14-15)."""
+
+    kind: str = "none"                  # "none", "kd" or "idd"
+    weight: float = 1.0
+    kd_temperature: float = 4.0
+    # IDD compares mean-normalised distances (around 1); tau 0.1 gives softmax
+    # logits spread over ~10 units, chosen a priori, not tuned.
+    idd_tau: float = 0.1
+    idd_distance: str = "per_part"      # "per_part" or "flat"
+    idd_normalize: str = "mean"         # "mean" or "temperature"
+
+
+@dataclass
+class StageConfig:
+    """One training stage: how long, with what optimiser, gradient rule, k and distillation."""
+
+    iterations: int = 1000
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    gradient: str = "ste"               # quantizer backward: "ste" or "soft" (theta_k)
+    k: KSchedule = field(default_factory=lambda: KSchedule(kind="fixed"))
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+def _qat_optim() -> OptimConfig:
+    return OptimConfig(name="adam", lr=1e-4, weight_decay=0.0)
+
+
+@dataclass
+class QuantConfig:
+    bits: int = 4                       # weights and activations (paper: 4 or 8)
+    first_layer_bits: int | None = None  # None: same as the rest (the paper's BitOPs)
+    last_layer_bits: int | None = None
+    skip: list = field(default_factory=list)   # glob patterns of layers kept float
+    per_channel: bool = False
+    pact_alpha_init: float = 10.0
+    pact_alpha_l2: float = 2e-4
+    # Baselines also get the fine-tune stage's iterations (with STE, no teacher),
+    # so that QGait's extra iterations are not what makes a difference.
+    equal_budget: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    seed: int = 0
+    device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True                    # mixed precision, used on CUDA only
+    compile: str = "off"                # "off", "on" or "auto" (on for CUDA)
+    eval_every: int = 0                 # 0: only at the end of a stage
+    log_every: int = 10
+    save_every: int = 200
+    runs_dir: str = "runs"
+    nan_policy: str = "stop"            # "stop" (keep the last good checkpoint) or "skip"
+    progress: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    method: str = "qgait"               # fp, lsq, dorefa, pact or qgait
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    full_precision: StageConfig = field(default_factory=lambda: StageConfig(
+        iterations=60000, optim=OptimConfig(milestones=[20000, 40000, 50000])))
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(
+        iterations=60000, optim=_qat_optim()))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(
+        iterations=1000, optim=_qat_optim(), gradient="soft", k=KSchedule(),
+        distill=DistillConfig(kind="idd")))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("method", self.method, TRAIN_METHODS)
+        _choice("data.dataset", self.data.dataset, ("synthgait", "opengait"))
+        _choice("data.frames_mode", self.data.frames_mode, ("fixed", "unfixed"))
+        _choice("data.protocol", self.data.protocol, ("casia-b", "gait3d"))
+        _choice("data.downsample", self.data.downsample, (1, 2))
+        _choice("runtime.compile", self.runtime.compile, ("off", "on", "auto"))
+        _choice("runtime.nan_policy", self.runtime.nan_policy, ("stop", "skip"))
+        for name in ("full_precision", "stage1", "stage2"):
+            stage: StageConfig = getattr(self, name)
+            _choice(f"{name}.optim.name", stage.optim.name, ("sgd", "adam"))
+            _choice(f"{name}.gradient", stage.gradient, ("ste", "soft"))
+            _choice(f"{name}.distill.kind", stage.distill.kind, ("none", "kd", "idd"))
+            if stage.iterations < 0:
+                raise ConfigError(f"{name}.iterations must be >= 0, got {stage.iterations}")
+        for key in ("batch_p", "batch_k", "frames"):
+            if getattr(self.data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
+        from ..quant.quantizers import validate_bits
+        validate_bits(self.quant.bits, "quant.bits")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(options)}"
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str, base: Any = None):
+    """Build dataclass ``cls`` from a mapping on top of ``base`` (its defaults).
+
+    Nested sections start from the *parent's* default for that field, so a
+    preset that sets only ``stage2.iterations`` keeps stage 2's other defaults
+    (soft gradient, GROW, IDD) rather than a bare StageConfig's.  Unknown keys
+    are refused with the closest known name.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {values!r}")
+    base = base if base is not None else cls()
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}{_suggest(str(key), names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, path, getattr(base, key))
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from None
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, bool, str, list, dict) and not isinstance(value, hint):
+        raise ConfigError(f"config key {path!r} expects {hint.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ExperimentConfig:
+    return _build(ExperimentConfig, values, "")
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of sections")
+    return data
+
+
+def _deep_update(base: dict, update: Mapping) -> dict:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["a.b=1", "c=x"]`` -> nested dict; values are parsed as YAML scalars/lists."""
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(preset: str | Path = "tiny-cpu", overrides: list[str] | None = None,
+                extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Load a preset by name (or a YAML path), then apply ``extra`` and ``--set`` overrides.
+
+    A preset's ``fast:`` section is applied first when ``QGAIT_FAST`` (or ``CI``)
+    is set, so tests and CI run every preset on a smoke-test budget.
+    """
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        names = available_presets()
+        if str(preset) not in names:
+            raise ConfigError(f"unknown preset {str(preset)!r}{_suggest(str(preset), names)}")
+        path = PRESET_DIR / f"{preset}.yaml"
+    elif not path.is_file():
+        raise ConfigError(f"preset file {str(path)!r} does not exist")
+    values = _read_yaml(path)
+    fast = values.pop("fast", None) or {}
+    if fast_mode():
+        _deep_update(values, fast)
+    _deep_update(values, dict(extra or {}))
+    _deep_update(values, parse_overrides(overrides))
+    return config_from_dict(values)
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

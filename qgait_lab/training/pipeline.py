@@ -1,0 +1,306 @@
+"""From a config to trained models: data, models, stages and the methods that chain them.
+
+Methods (``ExperimentConfig.method``):
+
+* ``fp``: full precision (the teacher);
+* ``lsq``, ``dorefa``, ``pact``: the baselines, QAT with the STE from the
+  full-precision weights.  With ``quant.equal_budget`` (default) they also run
+  the fine-tune stage's iterations, still with the STE and without a teacher,
+  so that every quantized model gets the same number of updates;
+* ``qgait``: the paper's method, LSQ stage 1 with the STE, then stage 2 with the
+  soft quantizer theta_k under the k schedule, distilled from the teacher.
+
+Each stage writes ``runs/<name>/<label>-<fingerprint>/`` (``fp-...``,
+``lsq-w4a4-stage1-...``, ``qgait-w4a4-stage2-...``), where the fingerprint hashes
+every setting that affects the stage and its parent's fingerprint.  A finished
+stage with the same fingerprint is reused, an interrupted one resumes from its
+last checkpoint, and variants that differ only in a later stage share the earlier
+ones: QGait's stage 1 is the LSQ baseline's stage 1, so it is trained once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import GaitCollate, GaitDataset
+from ..data.sampler import PKSampler
+from ..data.synth import SynthConfig, ensure_synthgait
+from ..data.transforms import build_transform
+from ..errors import ConfigError
+from ..evaluation import evaluate_features, extract_features
+from ..models import build_model
+from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model
+from ..quant.bitops import count_costs, gaitbase_inference_layers, summarize
+from .checkpoint import load_checkpoint, load_model_state, model_state_of
+from .config import ExperimentConfig, StageConfig, save_config
+from .distributed import wrap_for_training
+from .runtime import is_main_process, maybe_compile, rank, seed_everything, select_device, world_size
+from .trainer import Callback, StageResult, Trainer
+
+BITOPS_FRAMES = 100   # the paper counts BitOPs for 100-frame sequences (Sec. 4.1)
+
+
+# -- data ----------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    sils: torch.Tensor
+    labels: torch.Tensor
+    seqL: list[int] | None
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.sils.to(device, non_blocking=True), self.labels.to(device), self.seqL)
+
+
+def dataset_root(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
+    """The dataset folder and partition json, generating SynthGait if needed."""
+    d = cfg.data
+    if d.dataset == "synthgait":
+        try:
+            synth = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in d.synth.items()})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.synth: {err}") from None
+        root = ensure_synthgait(synth, cache_root=d.root, progress=cfg.runtime.progress)
+        return root, root / "partition.json"
+    if not d.root:
+        raise ConfigError("data.root must name an OpenGait-format dataset folder when data.dataset "
+                          "is 'opengait' (e.g. --set data.root=/data/CASIA-B-pkl)")
+    root = Path(d.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.root {str(root)!r} is not a folder")
+    return root, Path(d.partition).expanduser() if d.partition else None
+
+
+def load_datasets(cfg: ExperimentConfig) -> tuple[GaitDataset, GaitDataset]:
+    # Under torchrun, rank 0 generates SynthGait (if needed) while the others wait.
+    several = world_size() > 1
+    if several and not is_main_process():
+        torch.distributed.barrier()
+    root, partition = dataset_root(cfg)
+    if several and is_main_process():
+        torch.distributed.barrier()
+    train = GaitDataset(root, partition, "train", cache=True)
+    test = GaitDataset(root, partition, "test", cache=True)
+    for split, ds in (("train", train), ("test", test)):
+        if len(ds) == 0:
+            raise ConfigError(f"{root}: the {split} split has no sequences")
+    return train, test
+
+
+class TrainBatches:
+    """``batches(iteration)``: the batch of an iteration, a pure function of (seed, iteration).
+
+    Under DDP every rank draws the same global P x K batch and keeps a disjoint
+    share of its identities.  Frame sampling and augmentation of each sequence
+    are seeded by (seed, iteration, position in the global batch), so a
+    2-process run sees exactly the frames of the 1-process run.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, dataset: GaitDataset) -> None:
+        d = cfg.data
+        if d.batch_p > dataset.num_classes:
+            raise ConfigError(f"data.batch_p={d.batch_p} identities per batch, but the training "
+                              f"split has only {dataset.num_classes}")
+        if d.batch_p % world_size():
+            raise ConfigError(f"data.batch_p={d.batch_p} must be divisible by the "
+                              f"{world_size()} processes")
+        self.dataset = dataset
+        self.seed = cfg.runtime.seed
+        self.sampler = PKSampler(dataset.label_index, d.batch_p, d.batch_k, seed=self.seed,
+                                 batches_per_epoch=1, rank=rank(), world_size=world_size())
+        self.collate = GaitCollate(d.frames_mode, d.frames, d.frames_min, d.frames_max,
+                                   transform=build_transform(d.augment, d.augment_prob, d.cut_width,
+                                                             d.downsample, train=True))
+
+    def __call__(self, iteration: int) -> Batch:
+        self.sampler.set_epoch(iteration)
+        indices = next(iter(self.sampler))
+        offset = rank() * len(indices)
+        parts = []
+        for j, index in enumerate(indices):
+            self.collate.rng = np.random.default_rng([self.seed, iteration, offset + j])
+            parts.append(self.collate([self.dataset[index]]))
+        labels = torch.cat([p["labels"] for p in parts])
+        if parts[0]["packed"]:
+            sils = torch.cat([p["sils"] for p in parts], dim=1)
+            return Batch(sils, labels, torch.cat([p["seqL"] for p in parts]).tolist())
+        return Batch(torch.cat([p["sils"] for p in parts]), labels, None)
+
+
+def make_evaluator(cfg: ExperimentConfig, test: GaitDataset, device: torch.device
+                   ) -> Callable[[nn.Module], dict]:
+    transform = build_transform([], 0.0, cfg.data.cut_width, cfg.data.downsample, train=False)
+
+    def evaluate(model: nn.Module) -> dict:
+        feats = extract_features(model, test, transform, device,
+                                 batch_sequences=cfg.data.eval_batch_sequences)
+        return evaluate_features(feats, test, cfg.data.protocol) if is_main_process() else {}
+
+    return evaluate
+
+
+# -- models --------------------------------------------------------------------
+
+def build_float_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
+    m = cfg.model
+    return build_model(m.name, num_classes=num_classes, channels=tuple(m.channels),
+                       parts=m.parts, embed_dim=m.embed_dim)
+
+
+def quant_method(method: str) -> str:
+    return "lsq" if method == "qgait" else method
+
+
+def quantize_for(cfg: ExperimentConfig, model: nn.Module, method: str) -> nn.Module:
+    q = cfg.quant
+    fl = lambda b: None if b is None else (b, b)  # noqa: E731
+    policy = LayerPolicy(first_layer_bits=fl(q.first_layer_bits), last_layer_bits=fl(q.last_layer_bits),
+                         skip=tuple(q.skip))
+    options = QuantizerOptions(per_channel=q.per_channel, pact_alpha_init=q.pact_alpha_init,
+                               pact_alpha_l2=q.pact_alpha_l2)
+    return quantize_model(model, quant_method(method), q.bits, q.bits, policy, options)
+
+
+def input_size(cfg: ExperimentConfig) -> tuple[int, int]:
+    h, w = 64, (44 if cfg.data.cut_width else 64)
+    return h // cfg.data.downsample, w // cfg.data.downsample
+
+
+def model_bitops(model: nn.Module, cfg: ExperimentConfig, frames: int = BITOPS_FRAMES) -> float:
+    h, w = input_size(cfg)
+    return summarize(count_costs(model, torch.zeros(1, frames, h, w),
+                                 include=gaitbase_inference_layers))["bitops"]
+
+
+# -- stages and methods ----------------------------------------------------------
+
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MethodResult:
+    method: str
+    bits: int
+    metrics: dict
+    bitops: float
+    stages: list[StageResult] = field(default_factory=list)
+    model: nn.Module | None = None
+
+    @property
+    def label(self) -> str:
+        return "FP32" if self.method == "fp" else f"{self.method.upper()}-{self.bits}"
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        return [s.run_dir for s in self.stages]
+
+
+class Experiment:
+    """Shared state of the runs of one config: data, device, the teacher; runs methods."""
+
+    def __init__(self, cfg: ExperimentConfig, callbacks: Iterable[Callback] = ()) -> None:
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.device = select_device(cfg.runtime.device)
+        self.train_set, self.test_set = load_datasets(cfg)
+        self.batches = TrainBatches(cfg, self.train_set)
+        self.evaluate = make_evaluator(cfg, self.test_set, self.device)
+        self.root = Path(cfg.runtime.runs_dir) / cfg.name
+        self._base = {"data": dataclasses.asdict(cfg.data), "model": dataclasses.asdict(cfg.model),
+                      "loss": dataclasses.asdict(cfg.loss), "seed": cfg.runtime.seed}
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_set.num_classes
+
+    def _run_stage(self, stage_name: str, stage: StageConfig, model: nn.Module, label: str,
+                   parent: str, teacher: nn.Module | None = None,
+                   extra: dict | None = None) -> tuple[StageResult, str]:
+        """Train one stage in ``runs/<name>/<label>-<fingerprint>/``, or reuse a finished one."""
+        fingerprint = _fingerprint({**self._base, "stage": dataclasses.asdict(stage),
+                                    "parent": parent, **(extra or {})})
+        run_dir = self.root / f"{label}-{fingerprint[:8]}"
+        done = run_dir / "result.json"
+        if done.is_file():
+            info = json.loads(done.read_text())
+            if info.get("fingerprint") == fingerprint:   # finished with the same settings
+                state = load_checkpoint(run_dir / "checkpoints" / "last.pt", self.device)
+                load_model_state(model, model_state_of(state), str(run_dir))
+                return StageResult(stage_name, run_dir, run_dir / "checkpoints" / "last.pt",
+                                   info["metrics"], info["iterations"], info["seconds"]), fingerprint
+        if is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, run_dir / "config.yaml")
+        seed_everything(self.cfg.runtime.seed)
+        stage_cfg = dataclasses.replace(self.cfg, **{stage_name: stage})
+        trainer = Trainer(stage_cfg, stage_name, wrap_for_training(model, self.device), run_dir,
+                          self.device, teacher=teacher, callbacks=self.callbacks)
+        result = trainer.fit(self.batches, self.evaluate)
+        if is_main_process():
+            done.write_text(json.dumps({"fingerprint": fingerprint, "metrics": result.metrics,
+                                        "iterations": result.iterations,
+                                        "seconds": round(result.seconds, 2)}, indent=1))
+        return result, fingerprint
+
+    def full_precision(self) -> tuple[nn.Module, StageResult, str]:
+        torch.manual_seed(self.cfg.runtime.seed)
+        model = build_float_model(self.cfg, self.num_classes).to(self.device)
+        result, fp = self._run_stage("full_precision", self.cfg.full_precision, model, "fp",
+                                     parent="")
+        return model, result, fp
+
+    def run(self, method: str | None = None) -> MethodResult:
+        """Train (or reuse) everything ``method`` needs and return its final evaluation."""
+        cfg = self.cfg
+        method = method or cfg.method
+        teacher, fp_result, fp_print = self.full_precision()
+        if method == "fp":
+            return MethodResult("fp", 32, fp_result.metrics, model_bitops(teacher, cfg),
+                                [fp_result], teacher)
+        bits = cfg.quant.bits
+        qm = quant_method(method)
+        model = build_float_model(cfg, self.num_classes).to(self.device)
+        model.load_state_dict(teacher.state_dict())
+        quantize_for(cfg, model, method)
+        first = self.batches(0).to(self.device)
+        initialize_quantizers(model, first.sils, first.seqL)
+        quant_info = {"quant": dataclasses.asdict(cfg.quant), "method": qm}
+        s1, s1_print = self._run_stage("stage1", cfg.stage1, model, f"{qm}-w{bits}a{bits}-stage1",
+                                       parent=fp_print, teacher=teacher
+                                       if cfg.stage1.distill.kind != "none" else None,
+                                       extra=quant_info)
+        stages = [fp_result, s1]
+        stage2 = cfg.stage2
+        if method != "qgait":
+            # Baselines: the same number of extra updates, with the STE and no teacher.
+            stage2 = dataclasses.replace(stage2, gradient="ste", k=dataclasses.replace(stage2.k, kind="fixed"),
+                                         distill=dataclasses.replace(stage2.distill, kind="none"))
+        if stage2.iterations > 0 and (method == "qgait" or cfg.quant.equal_budget):
+            s2, _ = self._run_stage("stage2", stage2, model, f"{method}-w{bits}a{bits}-stage2",
+                                    parent=s1_print,
+                                    teacher=teacher if stage2.distill.kind != "none" else None,
+                                    extra=quant_info)
+            stages.append(s2)
+        return MethodResult(method, bits, stages[-1].metrics, model_bitops(model, cfg), stages, model)
+
+
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str | Path, method: str = "fp") -> dict:
+    """Load a checkpoint (ours or OpenGait's) into the config's model and evaluate it."""
+    device = select_device(cfg.runtime.device)
+    train, test = load_datasets(cfg)
+    model = build_float_model(cfg, train.num_classes)
+    if method != "fp":
+        quantize_for(cfg, model, method)
+    state = load_checkpoint(checkpoint, device)
+    load_model_state(model, model_state_of(state), str(checkpoint))
+    return make_evaluator(cfg, test, device)(model.to(device))

@@ -1,0 +1,91 @@
+"""Where training runs: device choice, AMP, torch.compile, progress bars and process ranks.
+
+Nothing here needs a GPU or a process group: a single CPU process is the
+default, one GPU works without ``torchrun``, and several GPUs (or CPU
+processes with gloo) use ``torchrun`` + DDP.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def fast_mode() -> bool:
+    """``QGAIT_FAST=1`` (also on when ``CI`` is set) shrinks every budget for tests."""
+    flag = os.environ.get("QGAIT_FAST", "")
+    return flag not in ("", "0", "false", "False") or bool(os.environ.get("CI"))
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: this rank's GPU under torchrun, else the first GPU, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"runtime.device {name!r} is not a device name: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"runtime.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision on CUDA only (bfloat16 is not faster on most CPUs)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def make_grad_scaler(enabled: bool) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=enabled)
+
+
+def maybe_compile(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
+    """``torch.compile`` when asked ("on"), or on CUDA for "auto"; eager if compiling fails."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as err:  # pragma: no cover - depends on the toolchain
+        warnings.warn(f"torch.compile unavailable ({err}); running eagerly")
+        return model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+def world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def progress(total: int, initial: int = 0, desc: str = "", enabled: bool = True):
+    """A ``tqdm.auto`` bar (a widget in notebooks) on the main process; a no-op elsewhere."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, leave=False,
+                disable=not (enabled and is_main_process()), dynamic_ncols=True)

@@ -1,0 +1,270 @@
+"""Figures shared by the demo, the reports and the notebooks (matplotlib only).
+
+Every function takes data and returns a ``matplotlib.figure.Figure``; saving
+and showing are left to the caller.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .quant.functional import soft_round, soft_round_slope
+
+
+def theta_k_figure(ks: Sequence[float] = (1, 3, 5, 10), x_range: tuple[float, float] = (-1.5, 1.5)):
+    """theta_k against round (Eq. 6, the paper's Fig. 3a) and its slope (Eq. 7)."""
+    x = torch.linspace(*x_range, 1201, dtype=torch.float64)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(x, torch.round(x), color="black", lw=1, ls="--", label="round")
+    for k in ks:
+        ax1.plot(x, soft_round(x, k), label=f"k = {k:g}")
+        ax2.plot(x, soft_round_slope(x, k), label=f"k = {k:g}")
+    ax2.axhline(1.0, color="black", lw=1, ls="--", label="STE")
+    ax1.set(title=r"$\theta_k(x)$ (Eq. 6)", xlabel="x")
+    ax2.set(title=r"$\partial\theta_k/\partial x$ (Eq. 7): mean 1 on every unit interval",
+            xlabel="x", yscale="log")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_curves_figure(runs: Mapping[str, Sequence[str | Path]], keys: Sequence[str] = ("loss",)):
+    """Training curves: ``runs`` maps a label to its stage folders (concatenated in order)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for label, dirs in runs.items():
+        offset = 0
+        xs: dict[str, list] = {k: [] for k in keys}
+        ys: dict[str, list] = {k: [] for k in keys}
+        for d in dirs:
+            records = [r for r in read_metrics(Path(d) / "metrics.jsonl") if r.get("kind") == "train"]
+            for r in records:
+                for k in keys:
+                    if k in r:
+                        xs[k].append(offset + r["iteration"])
+                        ys[k].append(r[k])
+            offset += records[-1]["iteration"] if records else 0
+        for ax, k in zip(axes[0], keys):
+            ax.plot(xs[k], ys[k], label=label)
+    for ax, k in zip(axes[0], keys):
+        ax.set(xlabel="iteration (stages concatenated)", ylabel=k, title=k)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tsne_figure(panels: Mapping[str, np.ndarray], labels: np.ndarray, title: str = ""):
+    """Scatter plots of 2-D embeddings, one panel per model, coloured by identity."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    uniq = {v: i for i, v in enumerate(sorted(set(labels.tolist())))}
+    colours = np.array([uniq[v] for v in labels.tolist()])
+    for ax, (name, xy) in zip(axes[0], panels.items()):
+        ax.scatter(xy[:, 0], xy[:, 1], c=colours, cmap="tab20", s=9)
+        ax.set(title=name, xticks=[], yticks=[])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Figures for the course notebooks (appended; the functions above are unchanged)
+# ---------------------------------------------------------------------------
+def soft_quantizer_moments_figure(k_max: float = 10.0, mark_k: float | None = None, axes=None):
+    """The paper's Fig. 3(b)(c) and the chain-rule reading, side by side.
+
+    Left: the first-order term of Eq. 8, ``E^2[G'(z)] = 1/k^2`` (Eq. 11, the
+    paper's reading in z), against the mean slope in x, ``E[d theta/dx] = 1``
+    (the STE's).  Right: the second-order term, ``E[G'(z)^2]`` (Eq. 12), against
+    ``E[(d theta/dx)^2] = k^2 Eq. 12``.  Curves come from the sympy expressions
+    of :mod:`qgait_lab.theory`.  ``mark_k`` draws a marker at the current k;
+    ``axes`` (two Axes) draws into an existing figure.
+    """
+    from . import theory
+
+    ks = np.linspace(1.0, max(k_max, 1.5), 400)
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    else:
+        fig = axes[0].figure
+    ax1, ax2 = axes
+    mean_z = theory.mean_grad_G_numpy(ks)
+    second_z = theory.second_moment_grad_G_numpy(ks)
+    second_x = theory.slope_second_moment_numpy(ks)
+    ax1.plot(ks, mean_z ** 2, label=r"$\mathbb{E}^2[\nabla G(z)] = 1/k^2$ (Eq. 11)")
+    ax1.plot(ks, np.ones_like(ks), ls="--", color="black", label=r"$\mathbb{E}^2[\partial\theta_k/\partial x] = 1$ (= STE)")
+    ax2.plot(ks, second_z, label=r"$\mathbb{E}[\|\nabla G(z)\|^2]$ (Eq. 12)")
+    ax2.plot(ks, second_x, color="tab:red", label=r"$\mathbb{E}[(\partial\theta_k/\partial x)^2] = k^2\cdot$Eq. 12")
+    ax2.axhline(1.0, ls="--", color="black", label="STE: 1")
+    if mark_k is not None:
+        mk = np.array([float(mark_k)])
+        ax1.plot(mk, theory.mean_grad_G_numpy(mk) ** 2, "o", color="tab:blue")
+        ax2.plot(mk, theory.second_moment_grad_G_numpy(mk), "o", color="tab:blue")
+        ax2.plot(mk, theory.slope_second_moment_numpy(mk), "o", color="tab:red")
+        for ax in (ax1, ax2):
+            ax.axvline(float(mark_k), color="grey", lw=0.8, ls=":")
+    ax1.set(title="first-order term of Eq. 8 (Fig. 3b)", xlabel="k", ylim=(0, 1.1))
+    ax2.set(title="second-order term of Eq. 8 (Fig. 3c)", xlabel="k", yscale="log")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def quantizer_response(quantizer: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Forward values and per-element derivatives of a fake quantizer over a 1-D sweep ``x``.
+
+    Returns ``{"x", "forward", "d/dx", "d/d<param>"...}``.  Derivatives are taken
+    by autograd through the quantizer itself (a Jacobian, so each element's
+    derivative is exact); parameter derivatives are per element, i.e. the
+    contribution of each input value to the parameter's gradient.  LSQ's step
+    derivative is divided by LSQ's gradient scale ``g`` so that the curve is
+    ``d v_hat / d s`` itself.
+    """
+    from torch.autograd.functional import jacobian
+    from torch.func import functional_call
+
+    x = x.detach().clone()
+    with torch.no_grad():
+        quantizer(x)          # data-driven quantizers (LSQ) initialise on their first call
+    params = {n: p.detach().clone() for n, p in quantizer.named_parameters()}
+    buffers = {n: b for n, b in quantizer.named_buffers()}
+
+    def run(inp, prm):
+        return functional_call(quantizer, {**prm, **buffers}, (inp,))
+
+    with torch.no_grad():
+        forward = run(x, params)
+    xg = x.clone().requires_grad_(True)
+    out = run(xg, params)
+    (grad_x,) = torch.autograd.grad(out.sum(), xg)   # elementwise quantizer: the Jacobian's diagonal
+    result = {"x": x.numpy(), "forward": forward.detach().numpy(), "d/dx": grad_x.numpy()}
+    for name in params:
+        jac = jacobian(lambda p, name=name: run(x, {**params, name: p}), params[name])
+        jac = jac.reshape(len(x), -1).sum(-1)
+        scale = 1.0
+        if hasattr(quantizer, "grad_scale_factor") and name == "step":
+            scale = float(quantizer.grad_scale_factor(x))
+        result[f"d/d{name}"] = (jac / scale).detach().numpy()
+    return result
+
+
+def quantizer_responses_figure(responses: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
+    """One column per quantizer: forward (top) and derivatives (bottom), from :func:`quantizer_response`."""
+    n = len(responses)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6.2), squeeze=False)
+    for col, (name, r) in enumerate(responses.items()):
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot(r["x"], r["x"], color="grey", lw=0.8, ls=":", label="identity")
+        top.plot(r["x"], r["forward"], label="forward")
+        top.set(title=name, xlabel="input")
+        for key, values in r.items():
+            if key.startswith("d/"):
+                bottom.plot(r["x"], values, label=key.replace("d/d", "d out / d "))
+        bottom.set(xlabel="input", title="backward")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def interclass_distance_figure(reference, models: Mapping[str, object], labels, reference_name: str = "full precision"):
+    """Inter-class centroid distances of each model against the reference's (Fig. 4's dashed lines).
+
+    Each point is one pair of identities; a model that keeps the reference's
+    inter-class geometry puts every point on the diagonal.  Distances are
+    rescaled to the reference's mean, so only the *relative* geometry counts.
+    """
+    from .embedding_analysis import class_centroid_distances, interclass_distance_change
+
+    d_ref, _ = class_centroid_distances(reference, labels)
+    iu = np.triu_indices_from(d_ref, k=1)
+    a = d_ref[iu]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
+    for ax, (name, feats) in zip(axes[0], models.items()):
+        d, _ = class_centroid_distances(feats, labels)
+        b = d[iu] * (a.mean() / max(d[iu].mean(), 1e-12))
+        change = interclass_distance_change(reference, feats, labels)
+        ax.scatter(a, b, s=8, alpha=0.6)
+        lim = (0, max(a.max(), b.max()) * 1.05)
+        ax.plot(lim, lim, color="black", lw=0.8, ls="--")
+        ax.set(xlim=lim, ylim=lim, xlabel=f"distance, {reference_name}", ylabel=f"distance, {name} (rescaled)",
+               title=f"{name}\ncorr {change.correlation:.3f}, mean rel. change {change.relative_change:.3f}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def histogram_figure(values: Mapping[str, np.ndarray], xlabel: str = "", title: str = "", bins: int = 80):
+    """Overlaid density histograms, one per label (e.g. logits of several models)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, v in values.items():
+        v = np.asarray(v, dtype=float).ravel()
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5,
+                label=f"{name} (var {v.var():.4g})")
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bitops_per_layer_figure(costs_by_label: Mapping[str, Sequence], top: int | None = None):
+    """BitOPs per layer (bars, one group per layer), from ``quant.bitops.count_costs`` results."""
+    labels = list(costs_by_label)
+    first = list(costs_by_label[labels[0]])
+    names = [c.name for c in first]
+    if top is not None:
+        order = np.argsort([-c.macs for c in first])[:top]
+        names = [names[i] for i in sorted(order)]
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(names) * len(labels)), 4.0))
+    width = 0.8 / len(labels)
+    xs = np.arange(len(names))
+    for i, label in enumerate(labels):
+        lookup = {c.name: c.bitops for c in costs_by_label[label]}
+        ax.bar(xs + i * width, [lookup.get(n, 0.0) / 1e9 for n in names], width, label=label)
+    ax.set_xticks(xs + 0.4 - width / 2, [n.replace("Backbone.forward_block.", "") for n in names],
+                  rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="BitOPs (G)", yscale="log", title="where the BitOPs go (one sequence)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_per_bitop_figure(panels: Mapping[str, Sequence[Mapping]], metric: str = "rank1"):
+    """Fig. 1a: accuracy divided by BitOPs (G), one bar per model, one panel per source.
+
+    ``panels`` maps a panel title to rows with ``method``, ``bitops_g`` and
+    ``metric`` (percent).  Rows without BitOPs are skipped.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.0), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items()):
+        rows = [r for r in rows if r.get("bitops_g") and r.get(metric) is not None]
+        names = [str(r["method"]) for r in rows]
+        values = [float(r[metric]) / float(r["bitops_g"]) for r in rows]
+        ax.bar(range(len(rows)), values, color="tab:blue")
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+        ax.set(yscale="log", ylabel=f"{metric} / BitOPs (G)", title=title)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
