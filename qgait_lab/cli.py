@@ -205,9 +205,30 @@ def _run_reproduce(args) -> int:
     return 0
 
 
+def _add_synth(sub) -> None:
+    from .data.cli_commands import add_synth_parser
+
+    p = add_synth_parser(sub)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """examples:
+  qgait-lab synth                                   # the default dataset, into the cache
+  qgait-lab synth --out synthgait --ids 74 --gei    # CASIA-B-sized, with the GEI baseline
+  qgait-lab synth --out small --ids 10 --views 018,090 --frames 20 --noise 0.2 --seed 3"""
+
+
+def _add_pretreat(sub) -> None:
+    from .data.cli_commands import add_pretreat_parser
+
+    p = add_pretreat_parser(sub)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """examples:
+  qgait-lab pretreat --input CASIA-B-frames --output CASIA-B-pkl --workers 2
+  (the input holds FRAMES_ROOT/<id>/<type>/<view>/*.png silhouettes)"""
+
+
 # Subcommands register here; each adds its parser and sets ``func``.
-COMMANDS: list[Callable] = [_add_train, _add_eval, _add_demo, _add_reproduce, _add_bitops,
-                            _add_sanity]
+COMMANDS: list[Callable] = [_add_train, _add_eval, _add_demo, _add_reproduce, _add_synth,
+                            _add_pretreat, _add_bitops, _add_sanity]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,21 +110,24 @@ def run_demo(preset: str = "tiny-cpu", overrides: list[str] | None = None,
     figures, distances = write_figures(exp, results, out)
     seconds = time.perf_counter() - start
     report = out / "report.md"
-    report.write_text(_report_text(cfg, table, distances, results, seconds, figures))
+    report.write_text(_report_text(preset, cfg, table, distances, results, seconds, figures))
     return DemoReport(table, results, report, figures, seconds)
 
 
-def _report_text(cfg, table, distances, results, seconds, figures) -> str:
+def _report_text(preset, cfg, table, distances, results, seconds, figures) -> str:
     mode = "fast mode (QGAIT_FAST=1: tiny budgets, numbers are not meaningful)" if fast_mode() \
         else "default mode"
-    stage_lines = []
+    stage_lines, seen = [], set()
     for r in results:
         for s in r.stages:
+            if s.run_dir in seen:       # shared stages (the teacher, LSQ's stage 1) once
+                continue
+            seen.add(s.run_dir)
             stage_lines.append(f"| {r.label} | {s.stage} | {s.iterations} | {s.seconds:.0f} | "
                                f"`{s.run_dir}` |")
     return "\n".join([
         "# qgait-lab demo report", "",
-        f"Preset `{cfg.name}`-style run, {mode}; wall time {seconds / 60:.1f} min.",
+        f"Preset `{preset}`, {mode}; wall time {seconds / 60:.1f} min.",
         f"Data: {cfg.data.dataset}, input {64 // cfg.data.downsample}x"
         f"{(44 if cfg.data.cut_width else 64) // cfg.data.downsample}, GaitBase channels "
         f"{list(cfg.model.channels)}.", "",

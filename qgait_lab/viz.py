@@ -98,7 +98,8 @@ def soft_quantizer_moments_figure(k_max: float = 10.0, mark_k: float | None = No
     from . import theory
 
     ks = np.linspace(1.0, max(k_max, 1.5), 400)
-    if axes is None:
+    own_figure = axes is None
+    if own_figure:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     else:
         fig = axes[0].figure
@@ -123,7 +124,8 @@ def soft_quantizer_moments_figure(k_max: float = 10.0, mark_k: float | None = No
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    if own_figure:
+        fig.tight_layout()
     return fig
 
 

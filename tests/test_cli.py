@@ -19,3 +19,16 @@ def test_sanity_report_passes(capsys):
     assert main(["sanity"]) == 0
     out = capsys.readouterr().out
     assert "checks passed" in out and "FAIL" not in out
+
+
+def test_every_command_has_help_with_examples(capsys):
+    import pytest
+
+    from qgait_lab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"train", "eval", "demo", "reproduce", "synth", "pretreat", "bitops"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        assert "examples:" in capsys.readouterr().out, name

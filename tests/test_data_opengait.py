@@ -1,6 +1,5 @@
 """Safe reading and writing of OpenGait's layout: payloads never run, errors name the file."""
 
-import io
 import json
 import pickle
 from pathlib import Path

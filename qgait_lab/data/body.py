@@ -275,7 +275,7 @@ def pose_ellipsoids(
         pitch = 0.8 * shank_angle * np.clip(1.6 * swing, 0.0, 1.0)
         foot_dir = np.stack([np.cos(pitch), sign * np.sin(8 * _DEG) + 0 * pitch, np.sin(pitch)], -1)
         foot_dir /= np.linalg.norm(foot_dir, axis=-1, keepdims=True)
-        legs[side] = dict(hip=hip, knee=knee_pos, ankle=ankle, foot_dir=foot_dir, swing=swing)
+        legs[side] = dict(hip=hip, knee=knee_pos, ankle=ankle, foot_dir=foot_dir)
 
     # Lift the body so that the lower foot stands on the ground.
     sole = np.minimum(legs["right"]["ankle"][:, 2], legs["left"]["ankle"][:, 2]) - ankle_h
@@ -298,11 +298,9 @@ def pose_ellipsoids(
         add(_limb(lg["hip"], lg["knee"], thigh_r, overlap=1.2))
         add(_limb(lg["knee"], lg["ankle"], shank_r))
         foot_centre = lg["ankle"] + 0.3 * p.foot_length * H * lg["foot_dir"] - np.array([0, 0, 0.45 * ankle_h])
-        foot_rot = np.stack(
-            [lg["foot_dir"], np.cross(np.array([0.0, 0.0, 1.0]), lg["foot_dir"]), np.broadcast_to([0.0, 0.0, 1.0], (T, 3))],
-            -1,
-        )
-        foot_rot[:, :, 1] /= np.linalg.norm(foot_rot[:, :, 1], axis=-1, keepdims=True)
+        lateral = np.cross(np.array([0.0, 0.0, 1.0]), lg["foot_dir"])
+        lateral /= np.linalg.norm(lateral, axis=-1, keepdims=True)
+        foot_rot = np.stack([lg["foot_dir"], lateral, np.cross(lg["foot_dir"], lateral)], -1)  # orthonormal frame
         add(_box_ellipsoid(foot_centre, foot_rot, (0.5 * p.foot_length * H, 0.026 * H, 0.026 * H)))
 
     # ---- trunk --------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Rasterise unions of ellipses, many frames at once, one image row at a time.
 
-SynthGait builds its bodies from ellipsoids.  Under orthographic projection an
-ellipsoid with shape matrix ``M`` (the set ``(x-c)^T M^{-1} (x-c) <= 1``)
-projects to the ellipse with shape matrix ``P M P^T``, where ``P`` holds the two
-image axes as rows.  An ellipse meets an image row in at most one interval, so
+SynthGait builds its bodies from ellipsoids.  An ellipsoid with shape matrix
+``M`` (the set ``(x-c)^T M^{-1} (x-c) <= 1``) projects to an ellipse, under an
+orthographic camera (:func:`project_ellipsoids`: shape ``P M P^T``, with ``P``
+the two image axes as rows) and under a pinhole camera as well
+(:func:`project_ellipsoids_perspective`).  An ellipse meets an image row in at
+most one interval, so
 a frame is described by one ``[x_left, x_right]`` pair per part and row, and
 the union of parts is filled with a difference array and a cumulative sum.
 That costs ``O(frames * parts * rows)`` arithmetic plus one pass over the
@@ -41,18 +43,6 @@ class Ellipses:
     sxy: np.ndarray
     syy: np.ndarray
     y_max: np.ndarray | None = None
-
-    def concat(self, other: "Ellipses") -> "Ellipses":
-        """Stack the parts of two ellipse sets with the same frame count."""
-
-        def clip(e: Ellipses) -> np.ndarray:
-            return e.y_max if e.y_max is not None else np.full_like(e.cx, np.nan)
-
-        y_max = None if self.y_max is None and other.y_max is None else np.concatenate([clip(self), clip(other)], 1)
-        return Ellipses(
-            *(np.concatenate([getattr(self, k), getattr(other, k)], axis=1) for k in ("cx", "cy", "sxx", "sxy", "syy")),
-            y_max=y_max,
-        )
 
 
 def project_ellipsoids(centres: np.ndarray, shapes: np.ndarray, axes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +88,10 @@ def project_ellipsoids_perspective(
     dual[..., 3, :3] = -centres
     dual[..., 3, 3] = -1.0
     conic = camera @ dual @ camera.T
+    # lam > 0: the ellipsoid does not cross the camera's plane; depth > 0: it is in front.
     lam = -conic[..., 2, 2]
-    if np.any(lam <= 0):
+    depth = centres @ camera[2, :3] + camera[2, 3]
+    if np.any(lam <= 0) or np.any(depth <= 0):
         raise ValueError("an ellipsoid reaches behind the camera")
     e = -conic[..., :2, 2] / lam[..., None]
     s2 = conic[..., :2, :2] / lam[..., None, None] + e[..., :, None] * e[..., None, :]
