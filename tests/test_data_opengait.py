@@ -142,7 +142,12 @@ def test_bool_and_small_integer_arrays_are_converted():
     assert out.dtype == np.uint8 and out[0, 3, 4] == 255 and out.sum() == 255
     i = np.full((1, 64, 64), 7, np.int64)
     assert validate_silhouettes(i, "x").dtype == np.uint8
-    assert validate_silhouettes(np.zeros((1, 5, 7), np.uint8), "x", frame_size=None).shape == (1, 5, 7)
+    assert validate_silhouettes(np.ones((1, 5, 7), np.uint8), "x", frame_size=None).shape == (1, 5, 7)
+
+
+def test_all_zero_sequence_is_refused():
+    with pytest.raises(DataFormatError, match="x: all 3 frames are empty"):
+        validate_silhouettes(np.zeros((3, 64, 64), np.uint8), "x")
 
 
 def test_npy_and_npz_are_accepted_and_pickled_npy_is_refused(tmp_path):

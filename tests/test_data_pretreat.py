@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qgait_lab.data.cli_commands import main as data_cli
+from qgait_lab.cli import main as data_cli
 from qgait_lab.data.opengait import load_silhouettes
 from qgait_lab.data.pretreat import pretreat_frame, pretreat_sequence, pretreat_tree, read_frames
 from qgait_lab.data.synth import SynthConfig, render_walk

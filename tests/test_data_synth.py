@@ -120,7 +120,7 @@ def test_config_validation():
 
 
 def test_synth_cli_writes_a_dataset(tmp_path, capsys):
-    from qgait_lab.data.cli_commands import main
+    from qgait_lab.cli import main
 
     out = tmp_path / "cli"
     code = main(["synth", "--out", str(out), "--ids", "2", "--train-ids", "1", "--views", "090",

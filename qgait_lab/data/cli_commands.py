@@ -5,8 +5,7 @@
     add_synth_parser(subparsers)      # then args.func(args) runs it
     add_pretreat_parser(subparsers)
 
-Each ``add_*`` sets ``func`` on its parser through ``set_defaults``.  The
-module also runs on its own: ``python -m qgait_lab.data.cli_commands synth ...``.
+Each ``add_*`` sets ``func`` on its parser through ``set_defaults``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["add_pretreat_parser", "add_synth_parser", "main", "run_pretreat", "run_synth"]
+__all__ = ["add_pretreat_parser", "add_synth_parser", "run_pretreat", "run_synth"]
 
 
 def _split_list(text: str) -> tuple[str, ...]:
@@ -118,23 +117,3 @@ def run_pretreat(args: argparse.Namespace) -> int:
     for folder in report.empty_sequences[:10]:
         print(f"  skipped (no usable frame): {folder}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m qgait_lab.data.cli_commands {synth,pretreat} ...``."""
-    from qgait_lab.errors import QGaitError
-
-    parser = argparse.ArgumentParser(prog="python -m qgait_lab.data.cli_commands")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_synth_parser(sub)
-    add_pretreat_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except QGaitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

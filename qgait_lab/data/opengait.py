@@ -218,7 +218,7 @@ def validate_silhouettes(
 
     Raises:
         DataFormatError: wrong type, dtype, number of dimensions, frame size,
-            empty sequence, or values outside 0..255.
+            empty sequence, all-zero sequence, or values outside 0..255.
     """
     where = str(source)
     if not isinstance(array, np.ndarray) or type(array) is not np.ndarray:
@@ -252,6 +252,9 @@ def validate_silhouettes(
         )
     else:
         raise DataFormatError(f"{where}: dtype {array.dtype} is not a silhouette dtype (expected uint8)")
+    if not out.any():
+        raise DataFormatError(f"{where}: all {out.shape[0]} frames are empty (every pixel is 0); "
+                              "segmentation failed for this sequence, so remove the file")
     return np.ascontiguousarray(out)
 
 

@@ -264,17 +264,8 @@ def gaitbase_transform(train: bool = True, downsample: bool = False, p: float = 
     random erasing (the Gait3D config).  Testing: cut and scale only.
     ``downsample=True`` appends 2 x 2 average pooling (32 x 22 input).
     """
-    steps: list[SequenceTransform] = []
-    if train:
-        steps.append(RandomPerspective(p))
-    steps.append(SilCutScale())
-    if train:
-        steps += [RandomHorizontalFlip(p), RandomRotate(p)]
-        if erasing:
-            steps.append(RandomErasing(p))
-    if downsample:
-        steps.append(Downsample2x())
-    return Compose(steps)
+    augment = ["perspective", "flip", "rotate"] + (["erase"] if erasing else [])
+    return build_transform(augment, p, cut=True, downsample=2 if downsample else 1, train=train)
 
 
 #: Augmentation names a config may list, in the order they are applied.

@@ -9,7 +9,6 @@ state dict) load the same way.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -96,7 +95,3 @@ def load_model_state(model: nn.Module, state: Mapping[str, Any], source: str = "
             lines.append(f"  unexpected keys ({len(unexpected)}): " + ", ".join(unexpected[:10]))
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(state, strict=strict)
-
-
-def is_finite_number(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -34,6 +34,7 @@ class DataConfig:
     dataset: str = "synthgait"          # "synthgait" (generated here) or "opengait" (a real root)
     root: str | None = None             # OpenGait-format root; for synthgait, a cache dir override
     partition: str | None = None        # partition json (TRAIN_SET / TEST_SET)
+    allow_missing_ids: bool = False     # partition ids with no sequence on disk: error unless True
     synth: dict = field(default_factory=dict)   # SynthGait generator options (see data.synth)
     cut_width: bool = True              # cut 64x64 frames to 64x44 (CASIA-B, OU-MVLP, GREW)
     downsample: int = 1                 # 1: 64x44 (the paper); 2: 32x22 (the laptop preset)

@@ -34,7 +34,7 @@ from ..data.dataset import GaitCollate, GaitDataset
 from ..data.sampler import PKSampler
 from ..data.synth import SynthConfig, ensure_synthgait
 from ..data.transforms import build_transform
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..evaluation import evaluate_features, extract_features
 from ..models import build_model
 from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model
@@ -93,6 +93,12 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[GaitDataset, GaitDataset]:
     for split, ds in (("train", train), ("test", test)):
         if len(ds) == 0:
             raise ConfigError(f"{root}: the {split} split has no sequences")
+        if ds.missing_labels and not cfg.data.allow_missing_ids:
+            shown = ", ".join(ds.missing_labels[:10])
+            raise DataFormatError(
+                f"{partition or root}: the {split} split names {len(ds.missing_labels)} ids with no "
+                f"sequence under {root} ({shown}{', ...' if len(ds.missing_labels) > 10 else ''}); "
+                "fix the partition, or --set data.allow_missing_ids=true to train without them")
     return train, test
 
 
