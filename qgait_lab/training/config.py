@@ -130,6 +130,7 @@ class RuntimeConfig:
     amp: bool = True                    # mixed precision, used on CUDA only
     compile: str = "off"                # "off", "on" or "auto" (on for CUDA)
     eval_every: int = 0                 # 0: only at the end of a stage
+    eval_stage1: bool = False           # also evaluate stage 1 when a fine-tune follows it
     log_every: int = 10
     save_every: int = 200
     runs_dir: str = "runs"

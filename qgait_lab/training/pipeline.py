@@ -230,8 +230,8 @@ class Experiment:
         return self.train_set.num_classes
 
     def _run_stage(self, stage_name: str, stage: StageConfig, model: nn.Module, label: str,
-                   parent: str, teacher: nn.Module | None = None,
-                   extra: dict | None = None) -> tuple[StageResult, str]:
+                   parent: str, teacher: nn.Module | None = None, extra: dict | None = None,
+                   evaluate: bool = True) -> tuple[StageResult, str]:
         """Train one stage in ``runs/<name>/<label>-<fingerprint>/``, or reuse a finished one."""
         fingerprint = _fingerprint({**self._base, "stage": dataclasses.asdict(stage),
                                     "parent": parent, **(extra or {})})
@@ -242,6 +242,10 @@ class Experiment:
             if info.get("fingerprint") == fingerprint:   # finished with the same settings
                 state = load_checkpoint(run_dir / "checkpoints" / "last.pt", self.device)
                 load_model_state(model, model_state_of(state), str(run_dir))
+                if evaluate and not info["metrics"]:    # trained as an intermediate stage
+                    info["metrics"] = self.evaluate(model)
+                    if is_main_process():
+                        done.write_text(json.dumps(info, indent=1))
                 return StageResult(stage_name, run_dir, run_dir / "checkpoints" / "last.pt",
                                    info["metrics"], info["iterations"], info["seconds"]), fingerprint
         if is_main_process():
@@ -251,7 +255,7 @@ class Experiment:
         stage_cfg = dataclasses.replace(self.cfg, **{stage_name: stage})
         trainer = Trainer(stage_cfg, stage_name, wrap_for_training(model, self.device), run_dir,
                           self.device, teacher=teacher, callbacks=self.callbacks)
-        result = trainer.fit(self.batches, self.evaluate)
+        result = trainer.fit(self.batches, self.evaluate if evaluate else None)
         if is_main_process():
             done.write_text(json.dumps({"fingerprint": fingerprint, "metrics": result.metrics,
                                         "iterations": result.iterations,
@@ -281,17 +285,18 @@ class Experiment:
         first = self.batches(0).to(self.device)
         initialize_quantizers(model, first.sils, first.seqL)
         quant_info = {"quant": dataclasses.asdict(cfg.quant), "method": qm}
-        s1, s1_print = self._run_stage("stage1", cfg.stage1, model, f"{qm}-w{bits}a{bits}-stage1",
-                                       parent=fp_print, teacher=teacher
-                                       if cfg.stage1.distill.kind != "none" else None,
-                                       extra=quant_info)
-        stages = [fp_result, s1]
         stage2 = cfg.stage2
         if method != "qgait":
             # Baselines: the same number of extra updates, with the STE and no teacher.
             stage2 = dataclasses.replace(stage2, gradient="ste", k=dataclasses.replace(stage2.k, kind="fixed"),
                                          distill=dataclasses.replace(stage2.distill, kind="none"))
-        if stage2.iterations > 0 and (method == "qgait" or cfg.quant.equal_budget):
+        has_stage2 = stage2.iterations > 0 and (method == "qgait" or cfg.quant.equal_budget)
+        s1, s1_print = self._run_stage("stage1", cfg.stage1, model, f"{qm}-w{bits}a{bits}-stage1",
+                                       parent=fp_print, teacher=teacher
+                                       if cfg.stage1.distill.kind != "none" else None,
+                                       extra=quant_info, evaluate=cfg.runtime.eval_stage1 or not has_stage2)
+        stages = [fp_result, s1]
+        if has_stage2:
             s2, _ = self._run_stage("stage2", stage2, model, f"{method}-w{bits}a{bits}-stage2",
                                     parent=s1_print,
                                     teacher=teacher if stage2.distill.kind != "none" else None,
