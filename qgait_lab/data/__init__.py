@@ -49,6 +49,7 @@ from qgait_lab.data.transforms import (
     RandomPerspective,
     RandomRotate,
     SilCutScale,
+    build_transform,
     gaitbase_transform,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "SequenceInfo",
     "SilCutScale",
     "SynthConfig",
+    "build_transform",
     "ensure_synthgait",
     "gaitbase_transform",
     "gei",

@@ -128,7 +128,8 @@ class RuntimeConfig:
     seed: int = 0
     device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True                    # mixed precision, used on CUDA only
-    compile: str = "off"                # "off", "on" or "auto" (on for CUDA)
+    compile: str | bool = "off"         # "off", "on" or "auto" (on for CUDA); YAML on/off work
+    channels_last: bool = True          # NHWC convolutions (faster on CPU and GPU)
     eval_every: int = 0                 # 0: only at the end of a stage
     eval_stage1: bool = False           # also evaluate stage 1 when a fine-tune follows it
     log_every: int = 10
@@ -164,6 +165,8 @@ class ExperimentConfig:
         _choice("data.frames_mode", self.data.frames_mode, ("fixed", "unfixed"))
         _choice("data.protocol", self.data.protocol, ("casia-b", "gait3d"))
         _choice("data.downsample", self.data.downsample, (1, 2))
+        if isinstance(self.runtime.compile, bool):       # YAML reads on/off as booleans
+            self.runtime.compile = "on" if self.runtime.compile else "off"
         _choice("runtime.compile", self.runtime.compile, ("off", "on", "auto"))
         _choice("runtime.nan_policy", self.runtime.nan_policy, ("stop", "skip"))
         for name in ("full_precision", "stage1", "stage2"):

@@ -157,9 +157,15 @@ def make_evaluator(cfg: ExperimentConfig, test: GaitDataset, device: torch.devic
 # -- models --------------------------------------------------------------------
 
 def build_float_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
+    """The config's float model.  With ``runtime.channels_last`` its convolution
+    weights use the NHWC layout, which oneDNN (CPU) and cuDNN run faster,
+    and which spares fake-quantized layers a layout conversion per call."""
     m = cfg.model
-    return build_model(m.name, num_classes=num_classes, channels=tuple(m.channels),
-                       parts=m.parts, embed_dim=m.embed_dim)
+    model = build_model(m.name, num_classes=num_classes, channels=tuple(m.channels),
+                        parts=m.parts, embed_dim=m.embed_dim)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def quant_method(method: str) -> str:
@@ -253,8 +259,10 @@ class Experiment:
             save_config(self.cfg, run_dir / "config.yaml")
         seed_everything(self.cfg.runtime.seed)
         stage_cfg = dataclasses.replace(self.cfg, **{stage_name: stage})
-        trainer = Trainer(stage_cfg, stage_name, wrap_for_training(model, self.device), run_dir,
-                          self.device, teacher=teacher, callbacks=self.callbacks)
+        train_model = maybe_compile(wrap_for_training(model, self.device), self.cfg.runtime.compile,
+                                    self.device)
+        trainer = Trainer(stage_cfg, stage_name, train_model, run_dir, self.device, teacher=teacher,
+                          callbacks=self.callbacks)
         result = trainer.fit(self.batches, self.evaluate if evaluate else None)
         if is_main_process():
             done.write_text(json.dumps({"fingerprint": fingerprint, "metrics": result.metrics,

@@ -91,7 +91,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.callbacks = list(callbacks)
-        self.quantized = is_quantized(model)
+        self.quantized = is_quantized(self.unwrapped)
         lc = cfg.loss
         self.triplet = TripletLoss(margin=lc.triplet_margin, weight=lc.triplet_weight)
         self.ce = CrossEntropyLoss(scale=lc.ce_scale, label_smoothing=lc.label_smoothing,
@@ -106,7 +106,7 @@ class Trainer:
                             IDDLoss(tau=d.idd_tau, distance=d.idd_distance,
                                     normalize=d.idd_normalize, weight=d.weight))
         if self.quantized:
-            set_gradient(model, self.stage.gradient)
+            set_gradient(self.unwrapped, self.stage.gradient)
         self.optimizer = build_optimizer(self.stage, model.parameters())
         self.scheduler = build_scheduler(self.stage, self.optimizer)
         self.amp = cfg.runtime.amp and device.type == "cuda"
@@ -116,8 +116,9 @@ class Trainer:
 
     @property
     def unwrapped(self) -> nn.Module:
-        """The model without its DDP wrapper (evaluation runs on each rank's share)."""
-        return getattr(self.model, "module", self.model)
+        """The model without its torch.compile and DDP wrappers (for saving and evaluating)."""
+        model = getattr(self.model, "_orig_mod", self.model)
+        return getattr(model, "module", model)
 
     # -- checkpoints -------------------------------------------------------
     @property
@@ -205,7 +206,7 @@ class Trainer:
                 total = total + dl
                 parts["distill"] = d_info["loss"]
             if self.quantized:
-                penalty = quantizer_penalty(self.model)
+                penalty = quantizer_penalty(self.unwrapped)
                 if torch.is_tensor(penalty):
                     total = total + penalty
         return total, parts
@@ -225,7 +226,7 @@ class Trainer:
         while self.iteration < total_its:
             k_used, lr_used = self.current_k(), self.optimizer.param_groups[0]["lr"]
             if self.quantized and self.stage.gradient == "soft":
-                set_k(self.model, k_used)
+                set_k(self.unwrapped, k_used)
             batch = batch_fn(self.iteration).to(self.device)
             loss, parts = self.losses(batch)
             if not torch.isfinite(loss.detach()):
