@@ -41,8 +41,10 @@ class DetachTrickLSQ(LSQQuantizer):
         return QF.round_ste(torch.clamp(v / s, lo, hi)) * s
 
 
-def build(variant: str, channels, classes: int) -> torch.nn.Module:
+def build(variant: str, channels, classes: int, channels_last: bool) -> torch.nn.Module:
     model = GaitBase(classes, channels=channels)
+    if channels_last:       # the trainer's layout (runtime.channels_last)
+        model = model.to(memory_format=torch.channels_last)
     if variant == "fp32":
         return model
     gradient = "soft" if variant == "lsq-soft" else "ste"
@@ -81,11 +83,14 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["32x22", "64x44"])
     p.add_argument("--reps", type=int, default=7, help="timed steps per variant")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--contiguous", action="store_true",
+                   help="NCHW weights instead of the trainer's channels_last layout")
     p.add_argument("--variants", nargs="+", default=["fp32", "lsq-ste", "lsq-soft", "lsq-detach"])
     args = p.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, GaitBase channels "
-          f"{args.channels}, {args.frames} frames per step, LSQ w4a4")
+          f"{args.channels}, {args.frames} frames per step, LSQ w4a4, "
+          f"{'NCHW' if args.contiguous else 'channels_last'} layout")
     modes = [False] if args.no_compile else [False, True]
     results = {}
     for size in args.sizes:
@@ -96,7 +101,7 @@ def main() -> None:
         for compiled in modes:
             steps, warm = {}, {}
             for v in args.variants:
-                model = build(v, args.channels, 16)
+                model = build(v, args.channels, 16, not args.contiguous)
                 initialize_quantizers(model, x)   # LSQ steps are set eagerly, before compiling
                 step = make_step(model, compiled)
                 t0 = time.perf_counter()
