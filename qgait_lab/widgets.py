@@ -104,7 +104,8 @@ def find_data_samples(name: str | None = None) -> Path:
                 return folder
             if (folder / name).is_dir():
                 return folder / name
-    raise FileNotFoundError("data_samples not found; looked in "
+    what = "data_samples" if name is None else f"data_samples/{name}"
+    raise FileNotFoundError(f"{what} not found; looked in "
                             + ", ".join(str(c) for c in candidates)
                             + " (set QGAIT_DATA_SAMPLES to the folder)")
 
@@ -270,6 +271,10 @@ class FirstLayersProbe:
         )
 
 
+def _explorer_figsize(with_probe: bool) -> tuple[float, float]:
+    return (16.0, 7.2 if with_probe else 3.8)
+
+
 def explorer_figure(k: float, probe_result: ProbeResult | None = None, k_max: float = 20.0, fig=None):
     """The explorer's figure: theta_k and its slope, the moments, the meaningful fraction, the probe.
 
@@ -284,7 +289,7 @@ def explorer_figure(k: float, probe_result: ProbeResult | None = None, k_max: fl
     from .viz import soft_quantizer_moments_figure
 
     if fig is None:
-        fig = plt.figure(figsize=(16, 7.2 if probe_result is not None else 3.8))
+        fig = plt.figure(figsize=_explorer_figsize(probe_result is not None))
     else:
         fig.clear()
     rows = 2 if probe_result is not None else 1
@@ -377,11 +382,14 @@ def k_explorer(probe: FirstLayersProbe | None = None, k: float = 3.0, bits: int 
     def draw(k, bits, step_scale):
         result = probe.run(bits, step_scale, k) if probe is not None else None
         if _using_ipympl():
-            state["fig"] = explorer_figure(k, result, k_max, fig=state["fig"])
-            state["fig"].canvas.draw_idle()
-            if not getattr(state["fig"], "_qgait_shown", False):
+            # One figure, redrawn in place. Created with interactive mode off so that
+            # ipympl does not also show it at the end of the cell (ipympl's documented pattern).
+            if state["fig"] is None:
+                with plt.ioff():
+                    state["fig"] = plt.figure(figsize=_explorer_figsize(result is not None))
                 display(state["fig"].canvas)
-                state["fig"]._qgait_shown = True
+            explorer_figure(k, result, k_max, fig=state["fig"])
+            state["fig"].canvas.draw_idle()
         else:
             fig = explorer_figure(k, result, k_max)
             plt.show()
@@ -405,11 +413,13 @@ class LiveLossPlot:
     Pass it in ``Experiment(cfg, callbacks=[plot])``.  Stages are drawn one
     after another on a shared axis (dotted lines mark where a stage starts);
     the right panel shows k (stage 2's soft quantizer) and the distillation
-    loss when present.  Redraws at most every ``interval`` seconds; call
-    :meth:`finish` at the end for the final picture.
+    loss when present.  Redraws at most every ``interval`` seconds (and spends at
+    most about a fifth of the time drawing); call :meth:`finish` at the end to
+    leave the final picture as a plain figure.  A stage loaded from ``runs/``
+    sends no records, so a fully cached run draws nothing.
     """
 
-    def __init__(self, keys: Sequence[str] = ("loss", "triplet", "ce"), interval: float = 1.0,
+    def __init__(self, keys: Sequence[str] = ("loss", "triplet", "ce"), interval: float = 2.0,
                  title: str = "training") -> None:
         import ipywidgets as W
         from IPython.display import display
@@ -421,6 +431,7 @@ class LiveLossPlot:
         self.evals: list[dict] = []
         self._stage_offsets: dict[str, int] = {}
         self._last_draw = 0.0
+        self._draw_seconds = 0.0
         self.output = W.Output()
         display(self.output)
 
@@ -432,13 +443,14 @@ class LiveLossPlot:
 
     def __call__(self, record: dict) -> None:
         kind = record.get("kind")
-        if kind == "train":
-            self.records.append({**record, "x": self._x(record)})
-        elif kind == "eval":
+        if kind == "eval":
             self.evals.append({**record, "x": self._x(record)})
-        else:
             return
-        if time.monotonic() - self._last_draw >= self.interval:
+        if kind != "train":
+            return
+        self.records.append({**record, "x": self._x(record)})
+        # Redraw at most every `interval` seconds, and spend at most ~20 % of the time drawing.
+        if time.monotonic() - self._last_draw >= max(self.interval, 4 * self._draw_seconds):
             self.draw()
 
     def figure(self):
@@ -468,16 +480,35 @@ class LiveLossPlot:
     def draw(self) -> None:
         from IPython.display import clear_output, display
 
-        self._last_draw = time.monotonic()
+        start = time.monotonic()
         fig = self.figure()
         with self.output:
             clear_output(wait=True)
             display(fig)
         plt.close(fig)
+        self._last_draw = time.monotonic()
+        self._draw_seconds = self._last_draw - start
 
-    def finish(self) -> None:
-        """Draw the final state."""
-        self.draw()
+    def finish(self, run_dirs: Sequence[str | Path] = ()) -> None:
+        """Replace the live view by the final figure, shown as a plain output of the cell.
+
+        A static image survives in saved and executed notebooks (papermill, nbconvert), where
+        widget views are not rendered.  When nothing was trained (every stage came from
+        ``runs/``), the curves are read from the ``metrics.jsonl`` of ``run_dirs`` instead.
+        """
+        from IPython.display import display
+
+        from .viz import loss_curves_figure
+
+        self.output.clear_output()
+        if self.records:
+            fig = self.figure()
+        elif run_dirs:
+            fig = loss_curves_figure({f"{self.title} (loaded from runs/)": list(run_dirs)}, keys=self.keys)
+        else:
+            return
+        display(fig)
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------

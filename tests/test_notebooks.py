@@ -1,0 +1,331 @@
+"""The course notebooks: pairing, structure, the helpers they use, and a fast-mode run of all six.
+
+* every ``notebooks/NN_topic.py`` (the source of truth) has its ``.ipynb`` pair, in sync and without
+  outputs (jupytext's own comparison);
+* each opens with learning goals, holds at least two graded exercises, imports the library and
+  defines no classes (thin notebooks);
+* all six execute top to bottom with nbclient in fast mode (``QGAIT_FAST=1``), in order, in one
+  temporary working directory (``runs/`` and the SynthGait cache stay out of the repository); the
+  exercise stubs must report "not attempted" without raising;
+* the widget and figure helpers of ``qgait_lab.widgets`` / ``qgait_lab.viz`` behave.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import numpy as np
+import pytest
+import torch
+from jupytext.compare import compare_notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+EXPECTED = ["01_soft_round_derivation", "02_k_slider_explorer", "03_quantizers_ste_vs_soft",
+            "04_training", "05_idd_tsne", "06_bitops_and_tables"]
+SOURCES = [NOTEBOOK_DIR / f"{name}.py" for name in EXPECTED]
+CELL_TIMEOUT = 600          # seconds per cell; fast mode needs far less
+CHECK_CALL = re.compile(r"checks\.(check_\w+)\(")
+
+
+def _code(path: Path) -> list[str]:
+    return [c.source for c in jupytext.read(path).cells if c.cell_type == "code"]
+
+
+# ---------------------------------------------------------------------------
+# Pairing and structure
+# ---------------------------------------------------------------------------
+def test_the_six_notebooks_are_there():
+    found = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    assert found == EXPECTED
+    assert (NOTEBOOK_DIR / "jupytext.toml").is_file()
+    assert 'formats = "ipynb,py:percent"' in (NOTEBOOK_DIR / "jupytext.toml").read_text()
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
+def test_ipynb_is_paired_in_sync_and_has_no_outputs(source):
+    ipynb = source.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{ipynb.name} is missing: run `jupytext --sync notebooks/{source.name}`"
+    stored = nbformat.read(ipynb, as_version=4)
+    nbformat.validate(stored)
+    for i, cell in enumerate(stored.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{ipynb.name}, cell {i} has outputs: clear them before committing"
+            assert cell.execution_count is None, f"{ipynb.name}, cell {i} has an execution count"
+    assert stored.metadata["kernelspec"]["name"] == "python3"
+    assert stored.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    # jupytext's own comparison: the same cells, sources and tags (raises on the first difference).
+    try:
+        compare_notebooks(jupytext.read(ipynb), jupytext.read(source), fmt="py:percent")
+    except Exception as err:  # noqa: BLE001 - report jupytext's message with the fix
+        pytest.fail(f"{ipynb.name} is out of sync with {source.name} "
+                    f"(run `jupytext --sync notebooks/{source.name}`): {err}")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
+def test_notebook_structure(source):
+    nb = jupytext.read(source)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "Learning goals" in first.source, \
+        "the notebook must open with its learning goals"
+    assert first.source.lstrip().startswith(f"# {source.stem[:2]} ·")
+    code = "\n".join(_code(source))
+    exercises = set(CHECK_CALL.findall(code))
+    assert len(exercises) >= 2, f"{source.name} has {len(exercises)} graded exercises; need 2"
+    assert code.count("# YOUR CODE HERE") + code.count("# YOUR ANSWER") >= len(exercises)
+    assert "from qgait_lab" in code
+    tree = ast.parse(jupytext.writes(nb, fmt="py:percent"))
+    classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    assert not classes, f"notebooks stay thin: move {classes} into the library"
+
+
+def test_training_notebooks_have_a_papermill_parameters_cell():
+    for name in ("03_quantizers_ste_vs_soft", "04_training", "05_idd_tsne", "06_bitops_and_tables"):
+        cells = jupytext.read(NOTEBOOK_DIR / f"{name}.py").cells
+        tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{name}: one cell tagged 'parameters'"
+        assert "FAST = fast_mode()" in tagged[0].source
+    params = [c for c in jupytext.read(NOTEBOOK_DIR / "04_training.py").cells
+              if "parameters" in c.metadata.get("tags", [])][0].source
+    for name in ("PRESET", "DATA_ROOT", "METHOD", "BITS", "ITERATIONS", "DEVICE"):
+        assert re.search(rf"^\w*{name}\w*\s*=", params, re.M), f"04_training's parameters cell lacks {name}"
+    assert re.search(r'^PRESET = "tiny-cpu"', params, re.M)
+
+
+def test_every_exercise_has_a_tested_checker():
+    from qgait_lab import checks
+
+    from test_checks import CASES
+
+    tested = {case[0] for case in CASES}
+    for source in SOURCES:
+        for name in CHECK_CALL.findall("\n".join(_code(source))):
+            assert hasattr(checks, name), f"{source.name} calls checks.{name}, which does not exist"
+            assert name in tested, f"checks.{name} (used in {source.name}) has no test in test_checks.py"
+
+
+# ---------------------------------------------------------------------------
+# Execution in fast mode
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory):
+    """One working directory for all six (later notebooks reuse earlier runs), env set for the kernels."""
+    work = tmp_path_factory.mktemp("lab")
+    # One thread per kernel: on a small shared CI machine, OpenMP thread pools that oversubscribe
+    # the cores make t-SNE and the convolutions many times slower, not faster.
+    env = {"QGAIT_FAST": "1", "QGAIT_DATA_DIR": str(work / "data"),
+           "QGAIT_DATA_SAMPLES": str(REPO / "data_samples"), "PYTHONWARNINGS": "ignore",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    timings: dict[str, float] = {}
+    before = set(NOTEBOOK_DIR.rglob("*"))
+    yield work, timings
+    assert set(NOTEBOOK_DIR.rglob("*")) <= before, "executing the notebooks wrote into notebooks/"
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if timings:
+        print("\nnotebook run times (fast mode): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+              + f"; total {sum(timings.values()):.0f} s")
+
+
+def _check_outputs(nb) -> list[str]:
+    """The messages of the checker results the notebook displayed."""
+    shown = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            html = out.get("data", {}).get("text/html", "")
+            if "<code>check_" in html:
+                shown.append(html)
+    return shown
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
+def test_notebook_runs_in_fast_mode(source, lab_dir):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    work, timings = lab_dir
+    nb = jupytext.read(source.with_suffix(".ipynb"))
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(work)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        pytest.fail(f"{source.stem} failed in fast mode:\n{str(err)[-4000:]}")
+    timings[source.stem] = time.perf_counter() - start
+    nbformat.write(nb, work / f"{source.stem}.executed.ipynb")     # for inspection after a failure
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", f"{source.stem}: a cell raised {out.get('ename')}"
+    shown = _check_outputs(nb)
+    expected = len(set(CHECK_CALL.findall("\n".join(_code(source)))))
+    assert len(shown) == expected, f"{source.stem}: {len(shown)} checker results shown, expected {expected}"
+    assert all("not attempted yet" in html for html in shown), "the stubs must report 'not attempted'"
+
+
+# ---------------------------------------------------------------------------
+# The helpers the notebooks rely on
+# ---------------------------------------------------------------------------
+def test_find_and_load_data_samples(monkeypatch, tmp_path):
+    from qgait_lab.widgets import find_data_samples, load_sample_sequence
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QGAIT_DATA_SAMPLES", raising=False)
+    assert find_data_samples().resolve() == (REPO / "data_samples").resolve()
+    frames, info = load_sample_sequence(0)
+    assert frames.dtype == np.uint8 and frames.ndim == 3 and frames.shape[1:] == (64, 64)
+    assert info.label
+    monkeypatch.setenv("QGAIT_DATA_SAMPLES", str(tmp_path / "nowhere"))      # ignored: not a folder
+    assert find_data_samples().resolve() == (REPO / "data_samples").resolve()
+    with pytest.raises(FileNotFoundError, match="no-such-dataset"):
+        find_data_samples("no-such-dataset")
+
+
+def test_meaningful_fraction_limits():
+    from qgait_lab.widgets import meaningful_gradient_fraction, uniform_meaningful_fraction
+
+    assert uniform_meaningful_fraction(1.0) == 1.0           # the slope at k=1 never falls below 0.85
+    assert uniform_meaningful_fraction(3.0) == 1.0           # minimum 0.30 >= 0.1
+    assert 0.5 < uniform_meaningful_fraction(10.0) < 0.56
+    assert uniform_meaningful_fraction(20.0, threshold=100.0) == 0.0
+    c = torch.tensor([-1.0, 0.0, 0.5, 2.5, 20.0])
+    # Outside (lo, hi) there is no gradient at all, whatever k.
+    assert meaningful_gradient_fraction(c, 1.0, lo=0, hi=15) == pytest.approx(2 / 5)
+
+
+def test_first_layers_probe_reacts_to_bits_and_step():
+    from qgait_lab.widgets import FirstLayersProbe, load_sample_sequence
+
+    frames, _ = load_sample_sequence(0)
+    probe = FirstLayersProbe(frames, channels=(16, 32, 64, 128), n_frames=1)
+    coarse, fine = probe.run(2, 1.0, 3.0), probe.run(8, 1.0, 3.0)
+    assert fine.act_rel_error < coarse.act_rel_error
+    assert coarse.levels_used <= 4 and fine.levels_used > 4
+    small, large = probe.run(4, 0.25, 3.0), probe.run(4, 4.0, 3.0)
+    assert small.clipped > large.clipped
+    assert small.step == pytest.approx(large.step / 16, rel=1e-5)
+    sharp, mild = probe.run(4, 1.0, 20.0), probe.run(4, 1.0, 3.0)
+    assert sharp.meaningful_soft < sharp.meaningful_ste
+    assert mild.meaningful_soft == pytest.approx(mild.meaningful_ste)     # k = 3: every in-range slope >= 0.3
+
+
+def test_k_explorer_builds_sliders_and_draws(monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from qgait_lab import widgets
+    from qgait_lab.widgets import FirstLayersProbe, k_explorer, load_sample_sequence
+
+    matplotlib.use("Agg")
+    drawn = []
+    real = widgets.explorer_figure
+
+    def spy(k, result, k_max, fig=None):
+        drawn.append((k, None if result is None else result.bits))
+        return real(k, result, k_max, fig)
+
+    monkeypatch.setattr(widgets, "explorer_figure", spy)
+    monkeypatch.setattr(plt, "show", lambda *a, **kw: None)
+    frames, _ = load_sample_sequence(0)
+    box = k_explorer(FirstLayersProbe(frames, channels=(16, 32, 64, 128), n_frames=1), k=3.0, bits=4)
+    assert set(box.controls) == {"k", "bits", "step_scale"}
+    assert drawn[-1] == (3.0, 4)
+    box.controls["k"].value = 6.0
+    assert drawn[-1] == (6.0, 4)
+    box.controls["bits"].value = 8
+    assert drawn[-1] == (6.0, 8)
+    plt.close("all")
+
+
+def test_live_loss_plot_tracks_stages(monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from qgait_lab.widgets import LiveLossPlot
+
+    matplotlib.use("Agg")
+    plot = LiveLossPlot(interval=1e9)
+    for stage, n in (("full_precision", 5), ("stage2", 3)):
+        for i in range(1, n + 1):
+            plot({"stage": stage, "kind": "train", "iteration": i, "loss": 1.0 / i, "triplet": 0.5, "ce": 0.5,
+                  "k": 1.0 + 0.2 * i if stage == "stage2" else 0.0, **({"distill": 0.1} if stage == "stage2" else {})})
+        plot({"stage": stage, "kind": "eval", "iteration": n, "rank1": 50.0})
+    assert [r["x"] for r in plot.records] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert plot._stage_offsets == {"full_precision": 0, "stage2": 5}
+    fig = plot.figure()
+    assert len(fig.axes[0].lines) == 3 + 2 and len(fig.axes[1].lines) == 2     # 3 losses + 2 stage markers
+    plt.close(fig)
+
+
+def test_torchrun_command_and_follow(tmp_path):
+    from qgait_lab.widgets import display_command, follow_command, torchrun_command
+
+    cmd = torchrun_command(2, "tiny-cpu", "fp", None, ["runtime.device=cpu"], name="x", master_port=1234)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--nproc_per_node=2" in cmd and "--master_port=1234" in cmd
+    assert cmd[cmd.index("qgait_lab.cli") + 1:] == ["train", "--preset", "tiny-cpu", "--method", "fp",
+                                                     "--name", "x", "--set", "runtime.device=cpu"]
+    assert display_command(cmd).startswith("torchrun --nnodes=1 --nproc_per_node=2")
+    with pytest.raises(ValueError):
+        torchrun_command(0)
+    log = tmp_path / "logs" / "run.log"
+    status = follow_command([sys.executable, "-c", "print('one'); print('two'); raise SystemExit(3)"], log,
+                            echo=False)
+    assert status == 3 and log.read_text().splitlines() == ["one", "two"]
+
+
+def test_quantizer_response_matches_the_stes_derivatives():
+    from qgait_lab.quant import LSQQuantizer, PACTQuantizer
+    from qgait_lab.viz import quantizer_response
+
+    x = torch.linspace(-1, 5, 601)
+    q = LSQQuantizer(2, is_weight=False, signed=False)
+    q(x)
+    with torch.no_grad():
+        q.step.fill_(1.0)
+    r = quantizer_response(q, x)
+    inside = (r["x"] > 0) & (r["x"] < 3)
+    assert np.allclose(r["d/dx"][inside], 1.0) and np.allclose(r["d/dx"][r["x"] > 3.01], 0.0)
+    mid = inside & (np.abs(r["x"] - np.floor(r["x"]) - 0.5) > 0.02)
+    assert np.allclose(r["d/dstep"][mid], np.round(r["x"][mid]) - r["x"][mid], atol=1e-5)
+    assert np.allclose(r["d/dstep"][r["x"] > 3.01], 3.0)
+    r = quantizer_response(PACTQuantizer(2, alpha_init=2.0), x)
+    assert np.array_equal(r["d/dalpha"], (r["x"] >= 2.0).astype(np.float32))
+
+
+def test_notebook_figures_draw():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from qgait_lab.models import build_model
+    from qgait_lab.quant.bitops import count_costs, gaitbase_inference_layers
+    from qgait_lab.viz import (accuracy_per_bitop_figure, bitops_per_layer_figure, histogram_figure,
+                               interclass_distance_figure, soft_quantizer_moments_figure)
+
+    matplotlib.use("Agg")
+    fig = soft_quantizer_moments_figure(k_max=8, mark_k=3)
+    assert len(fig.axes) == 2
+    gen = torch.Generator().manual_seed(0)
+    labels = np.repeat(np.arange(5), 4)
+    ref = torch.randn(20, 8, 2, generator=gen)
+    interclass_distance_figure(ref, {"same": ref.clone(), "noisy": ref + 0.3 * torch.randn(20, 8, 2, generator=gen)},
+                               labels)
+    histogram_figure({"a": np.random.default_rng(0).normal(size=100)})
+    costs = count_costs(build_model("gaitbase", num_classes=10, channels=(8, 16, 32, 64)),
+                        torch.zeros(1, 4, 32, 22), include=gaitbase_inference_layers)
+    bitops_per_layer_figure({"fp": costs})
+    accuracy_per_bitop_figure({"x": [{"method": "a", "bitops_g": 2.0, "rank1": 50.0},
+                                     {"method": "b", "bitops_g": None, "rank1": 40.0}]})
+    plt.close("all")
