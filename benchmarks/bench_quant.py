@@ -15,6 +15,9 @@ ratios are what to compare.
 
     python benchmarks/bench_quant.py                 # the default grid
     python benchmarks/bench_quant.py --frames 128 --sizes 32x22 --no-compile
+    # the paper's full-size GaitBase on a GPU, CASIA-B batch (8 x 16 sequences of 30 frames), AMP:
+    python benchmarks/bench_quant.py --device cuda --amp --channels 64 128 256 512 \
+        --sizes 64x44 --frames 3840 --seq-len 30 --classes 74
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from qgait_lab.models import GaitBase
 from qgait_lab.quant import LSQQuantizer, QuantizerOptions, initialize_quantizers, quantize_model
 from qgait_lab.quant import functional as QF
+from qgait_lab.training.runtime import to_channels_last
 
 
 class DetachTrickLSQ(LSQQuantizer):
@@ -44,7 +48,7 @@ class DetachTrickLSQ(LSQQuantizer):
 def build(variant: str, channels, classes: int, channels_last: bool) -> torch.nn.Module:
     model = GaitBase(classes, channels=channels)
     if channels_last:       # the trainer's layout (runtime.channels_last)
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     if variant == "fp32":
         return model
     gradient = "soft" if variant == "lsq-soft" else "ste"
@@ -59,18 +63,23 @@ def build(variant: str, channels, classes: int, channels_last: bool) -> torch.nn
     return model
 
 
-def make_step(model, compiled: bool):
+def make_step(model, compiled: bool, amp: bool):
+    """One training step; with ``amp`` the trainer's fp16 autocast and GradScaler (CUDA)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     fwd = torch.compile(model) if compiled else model
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def step(x, y):
-        out = fwd(x)
-        # Cross-entropy on the BNNeck logits plus a term on the embeddings,
-        # so that both heads of the network carry gradient, as in training.
-        loss = F.cross_entropy(16 * out["logits"].mean(-1), y) + out["embeddings"].pow(2).mean()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            out = fwd(x)
+            # Cross-entropy on the BNNeck logits plus a term on the embeddings,
+            # so that both heads of the network carry gradient, as in training.
+            loss = (F.cross_entropy(16 * out["logits"].float().mean(-1), y)
+                    + out["embeddings"].float().pow(2).mean())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss
 
     return step
@@ -86,47 +95,70 @@ def main() -> None:
     p.add_argument("--contiguous", action="store_true",
                    help="NCHW weights instead of the trainer's channels_last layout")
     p.add_argument("--variants", nargs="+", default=["fp32", "lsq-ste", "lsq-soft", "lsq-detach"])
+    p.add_argument("--seq-len", type=int, default=16, help="frames per sequence")
+    p.add_argument("--classes", type=int, default=16, help="identities in the classifier")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler (CUDA only)")
     args = p.parse_args()
+    device = torch.device(args.device)
+    if args.amp and device.type != "cuda":
+        p.error("--amp: mixed precision is used on CUDA only (pass --device cuda)")
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, GaitBase channels "
-          f"{args.channels}, {args.frames} frames per step, LSQ w4a4, "
-          f"{'NCHW' if args.contiguous else 'channels_last'} layout")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {where}, GaitBase channels {args.channels}, "
+          f"{args.frames} frames per step ({args.seq_len} per sequence), LSQ w4a4, "
+          f"{'NCHW' if args.contiguous else 'channels_last'} layout"
+          f"{', fp16 AMP' if args.amp else ''}")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     modes = [False] if args.no_compile else [False, True]
     results = {}
     for size in args.sizes:
         h, w = (int(v) for v in size.split("x"))
-        n = max(args.frames // 16, 1)
-        x = (torch.rand(n, args.frames // n, h, w) > 0.5).float()
-        y = torch.randint(0, 16, (n,))
+        n = max(args.frames // args.seq_len, 1)
+        x = (torch.rand(n, args.frames // n, h, w) > 0.5).float().to(device)
+        y = torch.randint(0, args.classes, (n,)).to(device)
         for compiled in modes:
-            steps, warm = {}, {}
+            steps, warm, memory = {}, {}, {}
             for v in args.variants:
-                model = build(v, args.channels, 16, not args.contiguous)
+                model = build(v, args.channels, args.classes, not args.contiguous).to(device)
                 initialize_quantizers(model, x)   # LSQ steps are set eagerly, before compiling
-                step = make_step(model, compiled)
+                step = make_step(model, compiled, args.amp)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                 t0 = time.perf_counter()
                 step(x, y)
                 step(x, y)
+                sync()
                 warm[v] = time.perf_counter() - t0
+                memory[v] = (torch.cuda.max_memory_allocated(device) / 2 ** 30
+                             if device.type == "cuda" else float("nan"))
                 steps[v] = step
             times = {v: [] for v in args.variants}
             for _ in range(args.reps):        # interleave so that drift hits all variants
                 for v in args.variants:
+                    sync()
                     t0 = time.perf_counter()
                     steps[v](x, y)
+                    sync()
                     times[v].append(time.perf_counter() - t0)
             for v in args.variants:
-                results[(size, compiled, v)] = (statistics.median(times[v]), warm[v])
+                results[(size, compiled, v)] = (statistics.median(times[v]), warm[v], memory[v])
     print(f"\n{'input':<7}{'mode':<9}{'variant':<12}{'step (s)':>10}{'vs fp32':>9}"
-          f"{'vs eager':>10}{'warm-up (s)':>13}")
-    for (size, compiled, v), (t, warm) in results.items():
+          f"{'vs eager':>10}{'warm-up (s)':>13}{'peak GiB':>10}")
+    for (size, compiled, v), (t, warm, mem) in results.items():
         base = results[(size, compiled, "fp32")][0]
         eager = results.get((size, False, v), (t,))[0]
         print(f"{size:<7}{'compile' if compiled else 'eager':<9}{v:<12}{t:>10.3f}{t / base:>8.2f}x"
-              f"{eager / t:>9.2f}x{warm:>13.1f}")
+              f"{eager / t:>9.2f}x{warm:>13.1f}{mem:>10.1f}")
     print("\n'vs fp32': step time over full precision in the same mode (goal at 64x44 on the "
           "trainer's path: <= 1.25x STE, <= 1.35x soft).\n'vs eager': how many times faster "
-          "than the same variant in eager mode. 'warm-up': first two steps, incl. compilation.")
+          "than the same variant in eager mode. 'warm-up': first two steps, incl. compilation."
+          + ("\nWith --amp every variant, 'fp32' (no fake quantization) included, runs under fp16 "
+             "autocast; 'peak GiB': the GPU memory high-water mark of the first steps." if args.amp else ""))
 
 
 if __name__ == "__main__":

@@ -129,3 +129,21 @@ def test_quantized_gaitbase_survives_save_load(method):
     for key in ("embeddings", "logits"):
         assert torch.equal(a(x)[key], b(x)[key])
     assert sum(1 for _ in quantizers(b)) == 2 * 13   # 12 convs + FCs, weight + activation
+
+
+def test_bnneck_cosine_head_runs_in_float32_for_half_inputs():
+    """Under fp16 autocast the part features arrive in half precision.  When a batch's
+    features coincide (4-bit codes of near-identical samples), BatchNorm outputs zero
+    vectors, and normalising them in half precision loses F.normalize's eps (1e-12
+    underflows to 0): 0/0.  The head therefore works in float32."""
+    from qgait_lab.models.gaitbase import SeparateBNNecks
+
+    torch.manual_seed(0)
+    neck = SeparateBNNecks(parts_num=4, in_channels=8, class_num=5)
+    same = torch.ones(6, 8, 4, dtype=torch.float16)              # identical samples
+    feature, logits = neck(same)
+    assert feature.dtype == logits.dtype == torch.float32
+    assert torch.isfinite(feature).all() and torch.isfinite(logits).all()
+    x = torch.randn(6, 8, 4).half().requires_grad_()
+    F.cross_entropy(16 * neck(x)[1].mean(-1), torch.arange(6) % 5).backward()
+    assert x.grad.dtype == torch.float16 and torch.isfinite(x.grad).all()

@@ -146,3 +146,23 @@ def test_lsq_bounds_signed_and_unsigned():
     assert QF.lsq_bounds(4, signed=True) == (-8, 7)
     assert QF.lsq_bounds(4, signed=False) == (0, 15)
     assert QF.lsq_bounds(8, signed=True) == (-128, 127)
+
+
+@pytest.mark.parametrize("gradient", ["ste", "soft"])
+def test_step_gradient_of_half_precision_input_does_not_overflow(gradient):
+    """Under fp16 autocast (CUDA AMP) activations arrive in half precision and the
+    loss is scaled by ~2^16, so the step gradient sums huge numbers of large terms.
+    A half-precision sum overflows to inf (GradScaler would then skip every step);
+    the sum is taken in the step's own float32."""
+    g = torch.Generator().manual_seed(0)
+    v32 = (torch.randn(200_000, generator=g) * 1.5).half().float()
+    ref_v, ref_s = v32.clone().requires_grad_(), torch.tensor(0.3, requires_grad=True)
+    QF.lsq_fake_quant(ref_v, ref_s, -8, 7, 1.0, gradient, 3.0).backward(torch.full_like(v32, 1000.0))
+    v16, s = v32.half().requires_grad_(), torch.tensor(0.3, requires_grad=True)
+    out = QF.lsq_fake_quant(v16, s, -8, 7, 1.0, gradient, 3.0)
+    out.backward(torch.full_like(out, 1000.0))
+    assert out.dtype == torch.float16 and v16.grad.dtype == torch.float16
+    assert s.grad.dtype == torch.float32 and torch.isfinite(s.grad)
+    assert abs(ref_s.grad.item()) > 65504            # the reference really is out of half range
+    # What remains is the half-precision rounding of c = v / s itself.
+    assert s.grad.item() == pytest.approx(ref_s.grad.item(), rel=0.03)

@@ -20,6 +20,8 @@ triplet loss and retrieval use these), ``logits`` ``[n, classes, p]`` and
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Sequence
 
 import torch
@@ -161,9 +163,14 @@ class SeparateBNNecks(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n, c, p = x.shape
-        x = self.bn1d(x.reshape(n, c * p)).reshape(n, c, p)     # channel-major flattening
-        feature = F.normalize(x.permute(2, 0, 1).contiguous(), dim=-1)   # [p, n, c]
-        logits = feature.matmul(F.normalize(self.fc_bin, dim=1))  # [p, n, classes]
+        # In float32 even under autocast: F.normalize's eps vanishes in half precision
+        # and the gradient of a near-zero vector's direction overflows it.
+        no_autocast = (torch.autocast(x.device.type, enabled=False)
+                       if x.device.type in ("cpu", "cuda") else contextlib.nullcontext())  # meta: BitOPs
+        with no_autocast:
+            x = self.bn1d(x.float().reshape(n, c * p)).reshape(n, c, p)   # channel-major flattening
+            feature = F.normalize(x.permute(2, 0, 1).contiguous(), dim=-1)   # [p, n, c]
+            logits = feature.matmul(F.normalize(self.fc_bin, dim=1))  # [p, n, classes]
         return feature.permute(1, 2, 0).contiguous(), logits.permute(1, 2, 0).contiguous()
 
     def count_macs(self, inputs: tuple[Tensor, ...], output: tuple[Tensor, Tensor]) -> int:

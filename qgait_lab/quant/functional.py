@@ -155,7 +155,9 @@ class _LsqFakeQuant(torch.autograd.Function):
             ds_inside = torch.round(cc) - c
         grad_v = torch.where(inside, grad * slope, torch.zeros_like(grad))
         ds = torch.where(inside, ds_inside, cc)
-        grad_s = (grad * ds).sum_to_size(s.shape) * ctx.g
+        # Under fp16 autocast v and grad are half precision: the step's gradient sums
+        # millions of (loss-scaled) terms, which overflows a half-precision result.
+        grad_s = (grad * ds).to(s.dtype).sum_to_size(s.shape) * ctx.g
         return grad_v, grad_s, None, None, None, None, None
 
 

@@ -42,7 +42,8 @@ from ..quant.bitops import count_costs, gaitbase_inference_layers, summarize
 from .checkpoint import load_checkpoint, load_model_state, model_state_of
 from .config import ExperimentConfig, StageConfig, save_config
 from .distributed import wrap_for_training
-from .runtime import is_main_process, maybe_compile, rank, seed_everything, select_device, world_size
+from .runtime import (is_main_process, maybe_compile, rank, seed_everything, select_device,
+                      to_channels_last, world_size)
 from .trainer import Callback, StageResult, Trainer
 
 BITOPS_FRAMES = 100   # the paper counts BitOPs for 100-frame sequences (Sec. 4.1)
@@ -164,7 +165,7 @@ def build_float_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
     model = build_model(m.name, num_classes=num_classes, channels=tuple(m.channels),
                         parts=m.parts, embed_dim=m.embed_dim)
     if cfg.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     return model
 
 

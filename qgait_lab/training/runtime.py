@@ -61,6 +61,23 @@ def maybe_compile(model: nn.Module, mode: str, device: torch.device) -> nn.Modul
         return model
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Move convolution weights to the NHWC layout, unless PyTorch's CPU kernels would crash.
+
+    PyTorch 2.13's CPU backward of a strided convolution in channels_last with
+    2 to 7 input channels corrupts the heap (found with a 4-channel GaitBase
+    whose 1x1 stride-2 shortcut crashed the process).  Such narrow models gain
+    nothing from NHWC, so they keep the default layout, with a warning.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and 1 < m.in_channels < 8:
+            warnings.warn(f"runtime.channels_last: keeping the NCHW layout because {name} is a strided "
+                          f"convolution with {m.in_channels} input channels, which PyTorch's CPU "
+                          "channels_last kernels mishandle; use >= 8 channels for NHWC", stacklevel=2)
+            return model
+    return model.to(memory_format=torch.channels_last)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))

@@ -183,32 +183,35 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------
     def losses(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # Only the networks run under autocast; the losses take float32 (a half-precision
+        # distance matmul or a zero-norm gradient overflows and stalls the GradScaler).
         with autocast(self.device, self.amp):
             out = self.model(batch.sils, batch.seqL)
-            # Under DDP the losses see the global batch (gather_across_ranks is a
-            # no-op in one process).
-            embeddings = gather_across_ranks(out["embeddings"])
-            logits = gather_across_ranks(out["logits"])
-            labels = gather_across_ranks(batch.labels)
-            tri, tri_info = self.triplet(embeddings, labels)
-            ce, ce_info = self.ce(logits, labels)
-            total = tri + ce
-            parts = {"triplet": tri_info["loss"], "ce": ce_info["loss"],
-                     "accuracy": ce_info.get("accuracy", torch.zeros(()))}
             if self.distill is not None:
                 with torch.no_grad():
                     t_out = self.teacher(batch.sils, batch.seqL)
-                if isinstance(self.distill, KDLoss):
-                    dl, d_info = self.distill(logits, gather_across_ranks(t_out["logits"]))
-                else:
-                    dl, d_info = self.distill(embeddings, gather_across_ranks(t_out["embeddings"]),
-                                              labels)
-                total = total + dl
-                parts["distill"] = d_info["loss"]
-            if self.quantized:
-                penalty = quantizer_penalty(self.unwrapped)
-                if torch.is_tensor(penalty):
-                    total = total + penalty
+        # Under DDP the losses see the global batch (gather_across_ranks is a
+        # no-op in one process).
+        embeddings = gather_across_ranks(out["embeddings"]).float()
+        logits = gather_across_ranks(out["logits"]).float()
+        labels = gather_across_ranks(batch.labels)
+        tri, tri_info = self.triplet(embeddings, labels)
+        ce, ce_info = self.ce(logits, labels)
+        total = tri + ce
+        parts = {"triplet": tri_info["loss"], "ce": ce_info["loss"],
+                 "accuracy": ce_info.get("accuracy", torch.zeros(()))}
+        if self.distill is not None:
+            if isinstance(self.distill, KDLoss):
+                dl, d_info = self.distill(logits, gather_across_ranks(t_out["logits"]).float())
+            else:
+                dl, d_info = self.distill(embeddings, gather_across_ranks(t_out["embeddings"]).float(),
+                                          labels)
+            total = total + dl
+            parts["distill"] = d_info["loss"]
+        if self.quantized:
+            penalty = quantizer_penalty(self.unwrapped)
+            if torch.is_tensor(penalty):
+                total = total + penalty
         return total, parts
 
     def fit(self, batch_fn: BatchFn, evaluate: EvalFn | None = None, resume: bool = True) -> StageResult:
