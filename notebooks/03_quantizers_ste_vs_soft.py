@@ -37,8 +37,9 @@
 #    STE, at several k) and read its loss curves critically.
 #
 # **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`. The training runs at the
-# end take about a minute in fast mode (`QGAIT_FAST=1`) and some 20 minutes on a laptop CPU otherwise;
-# they share the full-precision model with notebooks 04–06 (`NAME`), so whichever runs first trains it.
+# end take about a minute in fast mode (`QGAIT_FAST=1`); on a laptop CPU otherwise, about 8 minutes plus
+# the full-precision model, which they share with notebooks 04–06 (`NAME`), so whichever runs first
+# trains it (about 25 minutes with `FIG5_START = "scratch"`).
 
 # %%
 from qgait_lab.training.runtime import fast_mode
@@ -50,13 +51,15 @@ BITS = 4
 FIG5_KS = [1, 3, 5, 10]   # the k of the soft runs; the STE run is always added
 OVERRIDES = []            # extra --set style overrides, e.g. ["stage1.iterations=300"]
 RUN_FIG5 = True           # train the Fig. 5 models
+FIG5_START = "fp"         # "fp": stage 1 from the full-precision model (about 8 min on a laptop CPU);
+                          # "scratch": from a random initialisation, as reproduce --what fig5 (about 25 min)
 FAST = fast_mode()        # QGAIT_FAST=1 (or CI): smoke-test budgets; numbers are then meaningless
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from qgait_lab import checks
 from qgait_lab import theory as T
@@ -242,12 +245,22 @@ checks.check_soft_step_grad(soft_step_grad)
 # the STE (the LSQ baseline) and once with θ_k' at each k of `FIG5_KS`, everything else equal (Adam,
 # lr 1e-4, the preset's stage-1 budget), and compare the loss curves and the accuracy reached.
 #
-# (`qgait-lab reproduce --what fig5` runs the other reading, training from a random initialisation. At
-# this scale a 4-bit GaitBase trained from scratch can fail to learn at all, whatever its gradient,
-# which then says nothing about θ_k.)
+# The other reading trains from a random initialisation, for the preset's full-precision budget (SGD,
+# lr 0.1) at k ∈ {1, 3, 5, 10}: set `FIG5_START = "scratch"` (the same runs as
+# `qgait-lab reproduce --what fig5`). At this scale a 4-bit GaitBase trained from scratch can fail to
+# learn at all, whatever its gradient, which then says little about θ_k; compare both readings.
 
 # %%
-if RUN_FIG5:
+if FIG5_START not in ("fp", "scratch"):
+    raise ValueError(f"FIG5_START must be 'fp' or 'scratch', got {FIG5_START!r}")
+if RUN_FIG5 and FIG5_START == "scratch":
+    from qgait_lab.reproduce import run_reproduce
+
+    report = run_reproduce("fig5", seeds=1, preset=PRESET, overrides=overrides)
+    plt.close("all")      # the figure is saved next to the report; show the saved file once
+    display(Image(filename=str(report.path.parent / "fig5_loss_curves.png")))
+    display(Markdown(report.markdown))
+elif RUN_FIG5:
     base = overrides + [f"name={NAME}", f"quant.bits={BITS}", "stage2.iterations=0"]   # stage 1 only
     variants = {"STE": []}
     for k in FIG5_KS:
@@ -261,10 +274,10 @@ else:
 
 # %% [markdown]
 # The curves are noisy at this scale, so summarise each run by its mean loss over the last fifth of the
-# iterations and by the Rank-1 it reaches:
+# iterations and by the Rank-1 it reaches (the `"scratch"` report above has its own table):
 
 # %%
-if RUN_FIG5:
+if RUN_FIG5 and FIG5_START == "fp":
     lines = ["| stage 1 with | mean loss, last fifth | Rank-1 after stage 1 | full precision |",
              "|---|---:|---:|---:|"]
     final_loss = {}

@@ -175,6 +175,24 @@ def test_notebook_runs_in_fast_mode(source, lab_dir):
     assert all("not attempted yet" in html for html in shown), "the stubs must report 'not attempted'"
 
 
+@pytest.mark.slow
+def test_notebook_03_runs_the_from_scratch_reading_when_asked(lab_dir):
+    """The parameters cell's other Fig. 5 reading, injected the way papermill does."""
+    from nbclient import NotebookClient
+
+    work, _ = lab_dir
+    source = NOTEBOOK_DIR / "03_quantizers_ste_vs_soft.ipynb"
+    nb = jupytext.read(source)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell('FIG5_START = "scratch"'))
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute()
+    shown = "\n".join(out.get("data", {}).get("text/markdown", "") for c in nb.cells
+                       for out in c.get("outputs", []))
+    assert "k = 10" in shown or "k=10" in shown, "the from-scratch report was not displayed"
+    assert (work / "runs" / "reproduce-fig5" / "fig5_loss_curves.png").is_file()
+
+
 # ---------------------------------------------------------------------------
 # The helpers the notebooks rely on
 # ---------------------------------------------------------------------------

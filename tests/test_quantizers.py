@@ -205,3 +205,19 @@ def test_state_dict_roundtrip_keeps_lsq_initialisation_state():
     other = quantize_model(Tiny(), "lsq", 4, 4)
     other.load_state_dict(fresh.state_dict())
     assert not any(q.initialized for q in quantizers(other))
+
+
+def test_pact_alpha_gradient_of_half_precision_input_does_not_overflow():
+    """Under fp16 AMP the activations and the (loss-scaled) gradient are half precision;
+    alpha's gradient sums over the whole tensor, so it is accumulated in float32."""
+    x32 = torch.linspace(-2.0, 12.0, 100_000).half().float()
+    ref = PACTQuantizer(4, alpha_init=10.0)
+    ref(x32).backward(torch.full_like(x32, 1000.0))
+    q = PACTQuantizer(4, alpha_init=10.0)
+    x16 = x32.half().requires_grad_()
+    out = q(x16)
+    out.backward(torch.full_like(out, 1000.0))
+    assert out.dtype == torch.float16 and x16.grad.dtype == torch.float16
+    assert q.alpha.grad.dtype == torch.float32 and torch.isfinite(q.alpha.grad)
+    assert ref.alpha.grad.item() > 65504             # out of half range
+    assert q.alpha.grad.item() == pytest.approx(ref.alpha.grad.item(), rel=1e-3)

@@ -157,7 +157,10 @@ class _LsqFakeQuant(torch.autograd.Function):
         ds = torch.where(inside, ds_inside, cc)
         # Under fp16 autocast v and grad are half precision: the step's gradient sums
         # millions of (loss-scaled) terms, which overflows a half-precision result.
-        grad_s = (grad * ds).to(s.dtype).sum_to_size(s.shape) * ctx.g
+        if s.dim() == 0:      # per-tensor: accumulate in float32 without a float32 copy
+            grad_s = torch.sum(grad * ds, dtype=s.dtype) * ctx.g
+        else:
+            grad_s = (grad * ds).to(s.dtype).sum_to_size(s.shape) * ctx.g
         return grad_v, grad_s, None, None, None, None, None
 
 

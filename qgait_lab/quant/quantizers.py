@@ -204,6 +204,26 @@ class DoReFaActQuantizer(Quantizer):
                                          self.k, self.soft_forward)
 
 
+class _PactAlphaGradient(torch.autograd.Function):
+    """Identity on ``y_q`` that gives alpha PACT's gradient ``sum(grad * [x >= alpha])``.
+
+    The sum is accumulated in alpha's float32: under fp16 autocast ``grad`` is half
+    precision and loss-scaled, and a half-precision sum over a whole activation
+    tensor overflows (the same reason as LSQ's step gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, y_q: Tensor, clipped: Tensor, alpha: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(clipped)
+        ctx.alpha_dtype = alpha.dtype
+        return y_q.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (clipped,) = ctx.saved_tensors
+        return grad, None, torch.sum(grad * clipped, dtype=ctx.alpha_dtype)
+
+
 class PACTQuantizer(Quantizer):
     """PACT activations (Choi et al. 2018): clip at a learned alpha, then quantize [0, alpha].
 
@@ -228,8 +248,7 @@ class PACTQuantizer(Quantizer):
         a = alpha.detach()
         scale = a / float(2 ** self.bits - 1)
         y_q = self._round(torch.minimum(torch.relu(x), a) / scale) * scale
-        # Forward adds zero; backward gives d y_q / d alpha = 1 where x >= alpha.
-        return y_q + (alpha - a) * (x >= a).to(x.dtype)
+        return _PactAlphaGradient.apply(y_q, x >= a, alpha)
 
     def penalty(self) -> Tensor:
         return self.alpha_l2 * self.alpha.pow(2)

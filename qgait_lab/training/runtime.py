@@ -67,7 +67,8 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     PyTorch 2.13's CPU backward of a strided convolution in channels_last with
     2 to 7 input channels corrupts the heap (found with a 4-channel GaitBase
     whose 1x1 stride-2 shortcut crashed the process).  Such narrow models gain
-    nothing from NHWC, so they keep the default layout, with a warning.
+    nothing from NHWC, so they keep the default layout, with a warning, on every
+    device (the model is built before it is moved).
     """
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and 1 < m.in_channels < 8:
