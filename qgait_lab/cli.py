@@ -186,7 +186,7 @@ def _run_demo(args) -> int:
 def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="re-run the paper's tables on SynthGait over seeds",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
-  qgait-lab reproduce --what table1 --seeds 3     # about 45 minutes on 2 CPU cores
+  qgait-lab reproduce --what table1 --seeds 3     # about 75 minutes on 2 CPU cores (25 per seed)
   qgait-lab reproduce --what table3a --seeds 1
   qgait-lab reproduce --what fig5
   QGAIT_FAST=1 qgait-lab reproduce --what table3b --seeds 1   # quick smoke version""")
