@@ -7,6 +7,9 @@ silhouette-shaped input for:
 * LSQ w4a4 with the straight-through estimator (stage 1 of QGait),
 * LSQ w4a4 with the soft theta_k gradient (stage 2 of QGait),
 * LSQ w4a4 written "the common way" with detach tricks (a reference),
+* ``lsq-ste-fused`` / ``lsq-soft-fused``: the same two LSQ variants with each
+  quantizer's arithmetic compiled into one kernel (``runtime.fuse_quantizers``,
+  the trainer's default; see ``qgait_lab.quant.kernels``),
 
 at two input sizes, in eager mode and under ``torch.compile``.  Every variant
 runs in the same process, interleaved, and the script prints the ratios to full
@@ -29,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from qgait_lab.models import GaitBase
-from qgait_lab.quant import LSQQuantizer, QuantizerOptions, initialize_quantizers, quantize_model
+from qgait_lab.quant import (LSQQuantizer, QuantizerOptions, initialize_quantizers, quantize_model,
+                             set_fused)
 from qgait_lab.quant import functional as QF
 from qgait_lab.training.runtime import to_channels_last
 
@@ -51,8 +55,9 @@ def build(variant: str, channels, classes: int, channels_last: bool) -> torch.nn
         model = to_channels_last(model)
     if variant == "fp32":
         return model
-    gradient = "soft" if variant == "lsq-soft" else "ste"
+    gradient = "soft" if variant.startswith("lsq-soft") else "ste"
     quantize_model(model, "lsq", 4, 4, options=QuantizerOptions(gradient=gradient, k=3.0))
+    set_fused(model, variant.endswith("-fused"))
     if variant == "lsq-detach":
         for name, module in list(model.named_modules()):
             for slot in ("weight_quantizer", "act_quantizer"):
@@ -94,7 +99,8 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--contiguous", action="store_true",
                    help="NCHW weights instead of the trainer's channels_last layout")
-    p.add_argument("--variants", nargs="+", default=["fp32", "lsq-ste", "lsq-soft", "lsq-detach"])
+    p.add_argument("--variants", nargs="+", default=["fp32", "lsq-ste", "lsq-soft", "lsq-ste-fused",
+                                                     "lsq-soft-fused", "lsq-detach"])
     p.add_argument("--seq-len", type=int, default=16, help="frames per sequence")
     p.add_argument("--classes", type=int, default=16, help="identities in the classifier")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -147,12 +153,12 @@ def main() -> None:
                     times[v].append(time.perf_counter() - t0)
             for v in args.variants:
                 results[(size, compiled, v)] = (statistics.median(times[v]), warm[v], memory[v])
-    print(f"\n{'input':<7}{'mode':<9}{'variant':<12}{'step (s)':>10}{'vs fp32':>9}"
+    print(f"\n{'input':<7}{'mode':<9}{'variant':<16}{'step (s)':>10}{'vs fp32':>9}"
           f"{'vs eager':>10}{'warm-up (s)':>13}{'peak GiB':>10}")
     for (size, compiled, v), (t, warm, mem) in results.items():
         base = results[(size, compiled, "fp32")][0]
         eager = results.get((size, False, v), (t,))[0]
-        print(f"{size:<7}{'compile' if compiled else 'eager':<9}{v:<12}{t:>10.3f}{t / base:>8.2f}x"
+        print(f"{size:<7}{'compile' if compiled else 'eager':<9}{v:<16}{t:>10.3f}{t / base:>8.2f}x"
               f"{eager / t:>9.2f}x{warm:>13.1f}{mem:>10.1f}")
     print("\n'vs fp32': step time over full precision in the same mode (goal at 64x44 on the "
           "trainer's path: <= 1.25x STE, <= 1.35x soft).\n'vs eager': how many times faster "

@@ -186,20 +186,24 @@ def _run_demo(args) -> int:
 def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="re-run the paper's tables on SynthGait over seeds",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
-  qgait-lab reproduce --what table1 --seeds 3     # about 75 minutes on 2 CPU cores (25 per seed)
+  qgait-lab reproduce --what table1 --seeds 3     # see README "Results on SynthGait" for the time
+  qgait-lab reproduce --what table1 --seeds 3 --jobs 1   # one process, in the foreground
   qgait-lab reproduce --what table3a --seeds 1
   qgait-lab reproduce --what fig5
   QGAIT_FAST=1 qgait-lab reproduce --what table3b --seeds 1   # quick smoke version""")
     _config_args(p)
     p.add_argument("--what", required=True, choices=["table1", "table3a", "table3b", "fig5"])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--jobs", default="auto",
+                   help="worker processes that train independent runs side by side (default "
+                        "auto: one per CPU core, at most 4; 1 with a GPU)")
     p.set_defaults(func=_run_reproduce)
 
 
 def _run_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
-    report = run_reproduce(args.what, args.seeds, args.preset, args.overrides)
+    report = run_reproduce(args.what, args.seeds, args.preset, args.overrides, jobs=args.jobs)
     print(report.markdown)
     print(f"report: {report.path}")
     return 0

@@ -15,7 +15,8 @@ def test_bench_quant_prints_a_ratio_for_every_variant():
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("32x22")]
-    assert [r[2] for r in rows] == ["fp32", "lsq-ste", "lsq-soft", "lsq-detach"]
+    assert [r[2] for r in rows] == ["fp32", "lsq-ste", "lsq-soft", "lsq-ste-fused", "lsq-soft-fused",
+                                    "lsq-detach"]
     assert rows[0][4] == "1.00x" and all(float(r[3]) > 0 for r in rows)
 
 

@@ -116,6 +116,41 @@ def test_quantized_gaitbase_trains_under_fp16_autocast(gradient):
     assert steps and sum(float(g.abs().sum()) for g in steps) > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("method", ["lsq", "pact", "dorefa"])
+def test_fused_kernels_on_cuda_match_eager(method, dtype):
+    """runtime.fuse_quantizers=on compiles the quantizers' arithmetic with Triton on CUDA.
+    Under fp16 the compiled kernel computes v / s in float32 before rounding (eager
+    rounds it to half first), so a few codes on rounding boundaries differ."""
+    from qgait_lab.quant import set_fused
+
+    # Continuous input: a binary silhouette through PACT's first layer (alpha 10, 4 bits)
+    # lands exactly on a rounding tie (1 / (10/15) = 1.5), where eager and Triton
+    # division can round apart and every later layer then differs.
+    torch.manual_seed(0)
+    x = torch.rand(6, 20, 64, 44, device="cuda")
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(1)
+        model = quantize_model(GaitBase(8, channels=(16, 32, 64, 128)), method, 4, 4,
+                               options=QuantizerOptions(gradient="soft", k=2.0)).cuda()
+        model = model.to(memory_format=torch.channels_last)
+        initialize_quantizers(model, x)
+        set_fused(model, fused)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=dtype == torch.float16):
+            out = model(x)
+        loss = out["embeddings"].float().pow(2).mean()
+        loss.backward()
+        grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])
+        results.append((out["embeddings"].detach().float(), grads))
+    (emb_e, g_e), (emb_f, g_f) = results
+    tol = 2e-2 if dtype == torch.float16 else 1e-5
+    assert (emb_f - emb_e).abs().max() <= tol * emb_e.abs().max()
+    assert torch.isfinite(g_f).all()
+    assert torch.nn.functional.cosine_similarity(g_f, g_e, dim=0) > (0.99 if dtype == torch.float16
+                                                                     else 0.999)
+
+
 def test_activation_quantizer_output_lies_on_its_grid_under_autocast():
     model = _quantized_gaitbase("ste").eval()
     x = (torch.rand(4, 10, 64, 44, device="cuda") > 0.5).float()

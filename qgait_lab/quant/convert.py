@@ -181,6 +181,19 @@ def set_gradient(model: nn.Module, gradient: str) -> int:
     return count
 
 
+def set_fused(model: nn.Module, fused: bool) -> int:
+    """Run every quantizer's arithmetic as compiled, fused kernels (``True``) or eagerly.
+
+    Fusing changes only the speed (see :mod:`qgait_lab.quant.kernels`); the
+    values agree with the eager ones up to float summation order.
+    """
+    count = 0
+    for q in quantizers(model):
+        q.fused = bool(fused)
+        count += 1
+    return count
+
+
 def quantizer_penalty(model: nn.Module) -> torch.Tensor | float:
     """Sum of the quantizers' regularisation terms (PACT's L2 on alpha)."""
     return sum((q.penalty() for q in quantizers(model)), 0.0)

@@ -19,6 +19,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import kernels as K
+from .soft_round import as_k, soft_round, soft_round_slope
+
+__all__ = ["round_ste", "grad_scale", "soft_round", "soft_round_slope", "round_soft_grad",
+           "round_with", "lsq_fake_quant", "unit_fake_quant", "pact_fake_quant",
+           "lsq_bounds", "lsq_grad_scale"]
+
 GradientMode = Literal["ste", "soft"]
 
 
@@ -34,41 +41,6 @@ def grad_scale(x: Tensor, scale: float) -> Tensor:
     """
     scaled = x * scale
     return (x - scaled).detach() + scaled
-
-
-def _as_k(k: float | Tensor, like: Tensor) -> Tensor:
-    return torch.as_tensor(k, dtype=like.dtype, device=like.device)
-
-
-def soft_round(x: Tensor, k: float | Tensor) -> Tensor:
-    """The paper's soft quantizer theta_k (Eq. 6), differentiable everywhere.
-
-    ``theta_k(x) = floor(x) + tanh(k d) / (2 tanh(k/2)) + 1/2`` with
-    ``d = x - floor(x) - 1/2``.  It passes through every integer
-    (``theta_k(n) = n``), tends to ``round`` as ``k -> inf`` and to the identity
-    as ``k -> 0``.  The paper requires ``k >= 1``; this function accepts any
-    ``k > 0`` so that the limits can be explored.  Autograd through this
-    function gives exactly :func:`soft_round_slope` (``floor`` has zero
-    gradient).
-    """
-    k = _as_k(k, x)
-    fl = torch.floor(x).detach()
-    d = x - fl - 0.5
-    return fl + 0.5 * torch.tanh(k * d) / torch.tanh(0.5 * k) + 0.5
-
-
-def soft_round_slope(x: Tensor, k: float | Tensor) -> Tensor:
-    """Analytic derivative of theta_k with respect to x (the slope used in Eq. 7).
-
-    ``d theta_k / dx = k * sech^2(k d) / (2 tanh(k/2))``.  Its mean over any unit
-    interval is exactly 1 (theta_k rises by one per unit), so the soft gradient
-    redistributes, rather than shrinks, the STE's constant slope of 1: large
-    near the rounding thresholds (``d = 0``), small near the integers.
-    """
-    k = _as_k(k, x)
-    d = x - torch.floor(x) - 0.5
-    sech = 1.0 / torch.cosh(k * d)
-    return k * sech * sech / (2.0 * torch.tanh(0.5 * k))
 
 
 class _RoundSoftGrad(torch.autograd.Function):
@@ -87,7 +59,7 @@ class _RoundSoftGrad(torch.autograd.Function):
 
 def round_soft_grad(x: Tensor, k: float | Tensor) -> Tensor:
     """``round(x)`` in the forward pass, ``theta_k'(x)`` in the backward pass."""
-    return _RoundSoftGrad.apply(x, _as_k(k, x))
+    return _RoundSoftGrad.apply(x, as_k(k, x))
 
 
 def round_with(x: Tensor, gradient: GradientMode, k: float | Tensor | None = None,
@@ -112,7 +84,8 @@ class _LsqFakeQuant(torch.autograd.Function):
 
     Writing it as one autograd node (instead of a chain of ``detach`` tricks)
     saves only ``v`` and ``s`` for the backward pass, which matters because fake
-    quantization is elementwise and memory-bound.
+    quantization is elementwise and memory-bound; the arithmetic itself is in
+    :mod:`.kernels`, run eagerly or as one fused kernel (``fused``).
 
     Backward, with ``c = v/s`` and ``q = round(clamp(c))``:
 
@@ -131,63 +104,125 @@ class _LsqFakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: Tensor, s: Tensor, lo: float, hi: float, g: float,
-                k: Tensor | None, soft_forward: bool) -> Tensor:  # type: ignore[override]
-        c = v / s
-        cc = torch.clamp(c, lo, hi)
-        q = soft_round(cc, k) if soft_forward else torch.round(cc)
-        ctx.save_for_backward(v, s, k if k is not None else torch.empty(0))
-        ctx.lo, ctx.hi, ctx.g, ctx.use_k, ctx.soft_forward = lo, hi, g, k is not None, soft_forward
-        return q * s
+                k: Tensor | None, soft_forward: bool, fused: bool) -> Tensor:  # type: ignore[override]
+        lo_t, hi_t = K.scalar(lo, v), K.scalar(hi, v)
+        if soft_forward:
+            out = K.run(K.lsq_forward_soft, fused, v, s, lo_t, hi_t, k)
+        else:
+            out = K.run(K.lsq_forward, fused, v, s, lo_t, hi_t)
+        ctx.save_for_backward(v, s, lo_t, hi_t, k if k is not None else torch.empty(0))
+        ctx.g, ctx.use_k, ctx.soft_forward, ctx.fused = g, k is not None, soft_forward, fused
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        v, s, k = ctx.saved_tensors
-        lo, hi = ctx.lo, ctx.hi
-        c = v / s
-        inside = (c > lo) & (c < hi)
-        cc = torch.clamp(c, lo, hi)
+        v, s, lo, hi, k = ctx.saved_tensors
         if ctx.use_k:
-            slope = soft_round_slope(c, k)
-            rounded = soft_round(cc, k) if ctx.soft_forward else torch.round(cc)
-            ds_inside = rounded - c * slope
+            grad_v, grad_s = K.run(K.lsq_backward_soft, ctx.fused, v, s, grad, lo, hi, k,
+                                   ctx.soft_forward)
         else:
-            slope = torch.ones_like(c)
-            ds_inside = torch.round(cc) - c
-        grad_v = torch.where(inside, grad * slope, torch.zeros_like(grad))
-        ds = torch.where(inside, ds_inside, cc)
-        # Under fp16 autocast v and grad are half precision: the step's gradient sums
-        # millions of (loss-scaled) terms, which overflows a half-precision result.
-        if s.dim() == 0:      # per-tensor: accumulate in float32 without a float32 copy
-            grad_s = torch.sum(grad * ds, dtype=s.dtype) * ctx.g
-        else:
-            grad_s = (grad * ds).to(s.dtype).sum_to_size(s.shape) * ctx.g
-        return grad_v, grad_s, None, None, None, None, None
+            grad_v, grad_s = K.run(K.lsq_backward, ctx.fused, v, s, grad, lo, hi)
+        return grad_v, grad_s * ctx.g, None, None, None, None, None, None
 
 
 def lsq_fake_quant(v: Tensor, step: Tensor, lo: float, hi: float, grad_scale_factor: float,
                    gradient: GradientMode = "ste", k: float | Tensor | None = None,
-                   soft_forward: bool = False) -> Tensor:
+                   soft_forward: bool = False, fused: bool = False) -> Tensor:
     """LSQ fake quantization with a learned step (Esser et al. 2019; paper Eqs. 2-3, 7).
 
     ``step`` broadcasts against ``v`` (a scalar, or ``[C, 1, 1, 1]`` per channel).
-    ``lo``/``hi`` are the integer clip bounds (``-Q_N`` and ``Q_P``).
+    ``lo``/``hi`` are the integer clip bounds (``-Q_N`` and ``Q_P``).  ``fused``
+    runs the arithmetic as compiled kernels (:mod:`.kernels`).
     """
-    if gradient == "soft":
-        if k is None:
-            raise ValueError("gradient='soft' needs a value of k")
-        k_t = _as_k(k, v)
-    else:
-        k_t = None
-        soft_forward = False
+    k_t = _k_for(gradient, k, v)
     return _LsqFakeQuant.apply(v, step, float(lo), float(hi), float(grad_scale_factor), k_t,
-                               bool(soft_forward))
+                               bool(soft_forward and k_t is not None), bool(fused))
 
 
-def quantize_unit_interval(x: Tensor, bits: int, gradient: GradientMode = "ste",
-                           k: float | Tensor | None = None, soft_forward: bool = False) -> Tensor:
-    """Quantize values already in ``[0, 1]`` onto ``2**bits - 1`` uniform steps (DoReFa's quantize_k)."""
-    levels = float(2 ** bits - 1)
-    return round_with(x * levels, gradient, k, soft_forward) / levels
+class _UnitFakeQuant(torch.autograd.Function):
+    """``round(clamp(x, 0, 1) * L) / L`` in one node, with the STE or theta_k' backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, levels: float, k: Tensor | None, soft_forward: bool,
+                fused: bool) -> Tensor:  # type: ignore[override]
+        levels_t = K.scalar(levels, x)
+        if soft_forward:
+            out = K.run(K.unit_forward_soft, fused, x, levels_t, k)
+        else:
+            out = K.run(K.unit_forward, fused, x, levels_t)
+        ctx.save_for_backward(x, levels_t, k if k is not None else torch.empty(0))
+        ctx.use_k, ctx.fused = k is not None, fused
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, levels, k = ctx.saved_tensors
+        if ctx.use_k:
+            grad_x = K.run(K.unit_backward_soft, ctx.fused, x, grad, levels, k)
+        else:
+            grad_x = K.run(K.unit_backward, ctx.fused, x, grad)
+        return grad_x, None, None, None, None
+
+
+def unit_fake_quant(x: Tensor, bits: int, gradient: GradientMode = "ste",
+                    k: float | Tensor | None = None, soft_forward: bool = False,
+                    fused: bool = False) -> Tensor:
+    """Clip ``x`` to ``[0, 1]`` and quantize onto ``2**bits - 1`` uniform steps (DoReFa's quantize_k).
+
+    The clip passes the gradient on ``[0, 1]`` and blocks it outside (as
+    ``torch.clamp`` does); the round uses the STE (Eq. 4) or theta_k' (Eq. 7).
+    """
+    k_t = _k_for(gradient, k, x)
+    return _UnitFakeQuant.apply(x, float(2 ** bits - 1), k_t, bool(soft_forward and k_t is not None),
+                                bool(fused))
+
+
+class _PactFakeQuant(torch.autograd.Function):
+    """PACT's ``round(clamp(x, 0, alpha) / scale) * scale``, ``scale = alpha / L``, in one node.
+
+    ``alpha`` receives PACT's gradient, ``sum(grad * [x >= alpha])``, accumulated in
+    alpha's float32 (under fp16 autocast a half-precision sum over a whole
+    activation overflows).  ``x`` receives the gradient inside ``(0, alpha)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: Tensor, levels: float, k: Tensor | None,
+                soft_forward: bool, fused: bool) -> Tensor:  # type: ignore[override]
+        levels_t = K.scalar(levels, x)
+        a = alpha.detach()
+        if soft_forward:
+            out = K.run(K.pact_forward_soft, fused, x, a, levels_t, k)
+        else:
+            out = K.run(K.pact_forward, fused, x, a, levels_t)
+        ctx.save_for_backward(x, a, levels_t, k if k is not None else torch.empty(0))
+        ctx.use_k, ctx.fused = k is not None, fused
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, a, levels, k = ctx.saved_tensors
+        if ctx.use_k:
+            grad_x, grad_a = K.run(K.pact_backward_soft, ctx.fused, x, a, grad, levels, k)
+        else:
+            grad_x, grad_a = K.run(K.pact_backward, ctx.fused, x, a, grad)
+        return grad_x, grad_a, None, None, None, None
+
+
+def pact_fake_quant(x: Tensor, alpha: Tensor, bits: int, gradient: GradientMode = "ste",
+                    k: float | Tensor | None = None, soft_forward: bool = False,
+                    fused: bool = False) -> Tensor:
+    """PACT activation quantization (Choi et al. 2018) with a learned clip ``alpha`` (0-d)."""
+    k_t = _k_for(gradient, k, x)
+    return _PactFakeQuant.apply(x, alpha, float(2 ** bits - 1), k_t,
+                                bool(soft_forward and k_t is not None), bool(fused))
+
+
+def _k_for(gradient: GradientMode, k: float | Tensor | None, like: Tensor) -> Tensor | None:
+    if gradient == "ste":
+        return None
+    if k is None:
+        raise ValueError("gradient='soft' needs a value of k")
+    return as_k(k, like)
 
 
 def lsq_bounds(bits: int, signed: bool) -> tuple[int, int]:

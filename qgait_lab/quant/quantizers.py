@@ -60,6 +60,9 @@ class Quantizer(nn.Module):
         self.bits = validate_bits(bits)
         self.set_gradient(gradient)
         self.soft_forward = bool(soft_forward)
+        # Run the arithmetic as compiled kernels (see quant.kernels); plain Python
+        # state, not saved: it says how to compute, not what the model is.
+        self.fused = False
         self.register_buffer("k", torch.tensor(validate_k(k)))
 
     def set_k(self, k: float) -> None:
@@ -74,9 +77,6 @@ class Quantizer(nn.Module):
     def penalty(self) -> Tensor | float:
         """Regularisation term added to the training loss (none by default)."""
         return 0.0
-
-    def _round(self, x: Tensor) -> Tensor:
-        return QF.round_with(x, self.gradient, self.k, self.soft_forward)
 
     def extra_repr(self) -> str:
         extra = f", k={self.k.item():g}" if self.gradient == "soft" else ""
@@ -169,7 +169,7 @@ class LSQQuantizer(Quantizer):
             self.initialize(v)
         lo, hi = self.bounds
         return QF.lsq_fake_quant(v, self._step_view(v), lo, hi, self.grad_scale_factor(v),
-                                 self.gradient, self.k, self.soft_forward)
+                                 self.gradient, self.k, self.soft_forward, self.fused)
 
     def integer_codes(self, v: Tensor) -> Tensor:
         """The integers ``round(clamp(v / s))`` that a deployed model would store."""
@@ -192,7 +192,8 @@ class DoReFaWeightQuantizer(Quantizer):
     def forward(self, w: Tensor) -> Tensor:
         t = torch.tanh(w)
         unit = t / (2.0 * t.abs().max().clamp(min=1e-12)) + 0.5
-        q = QF.quantize_unit_interval(unit, self.bits, self.gradient, self.k, self.soft_forward)
+        # unit lies in [0, 1] by construction, so the clip inside unit_fake_quant is a no-op.
+        q = QF.unit_fake_quant(unit, self.bits, self.gradient, self.k, self.soft_forward, self.fused)
         return 2.0 * q - 1.0
 
 
@@ -200,28 +201,7 @@ class DoReFaActQuantizer(Quantizer):
     """DoReFa-Net activations: clip to [0, 1] (zero gradient outside), then quantize."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return QF.quantize_unit_interval(torch.clamp(x, 0.0, 1.0), self.bits, self.gradient,
-                                         self.k, self.soft_forward)
-
-
-class _PactAlphaGradient(torch.autograd.Function):
-    """Identity on ``y_q`` that gives alpha PACT's gradient ``sum(grad * [x >= alpha])``.
-
-    The sum is accumulated in alpha's float32: under fp16 autocast ``grad`` is half
-    precision and loss-scaled, and a half-precision sum over a whole activation
-    tensor overflows (the same reason as LSQ's step gradient).
-    """
-
-    @staticmethod
-    def forward(ctx, y_q: Tensor, clipped: Tensor, alpha: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(clipped)
-        ctx.alpha_dtype = alpha.dtype
-        return y_q.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (clipped,) = ctx.saved_tensors
-        return grad, None, torch.sum(grad * clipped, dtype=ctx.alpha_dtype)
+        return QF.unit_fake_quant(x, self.bits, self.gradient, self.k, self.soft_forward, self.fused)
 
 
 class PACTQuantizer(Quantizer):
@@ -244,11 +224,8 @@ class PACTQuantizer(Quantizer):
         self.alpha_l2 = float(alpha_l2)
 
     def forward(self, x: Tensor) -> Tensor:
-        alpha = self.alpha.clamp(min=1e-3)
-        a = alpha.detach()
-        scale = a / float(2 ** self.bits - 1)
-        y_q = self._round(torch.minimum(torch.relu(x), a) / scale) * scale
-        return _PactAlphaGradient.apply(y_q, x >= a, alpha)
+        return QF.pact_fake_quant(x, self.alpha.clamp(min=1e-3), self.bits, self.gradient, self.k,
+                                  self.soft_forward, self.fused)
 
     def penalty(self) -> Tensor:
         return self.alpha_l2 * self.alpha.pow(2)

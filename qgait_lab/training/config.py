@@ -130,6 +130,8 @@ class RuntimeConfig:
     amp: bool = True                    # mixed precision, used on CUDA only
     compile: str | bool = "off"         # "off", "on" or "auto" (on for CUDA); YAML on/off work
     channels_last: bool = True          # NHWC convolutions (faster on CPU and GPU)
+    fuse_quantizers: str | bool = "auto"  # "auto" (on for CPU), "on", "off": each quantizer's
+                                        # arithmetic as one compiled kernel (quant.kernels)
     eval_every: int = 0                 # 0: only at the end of a stage
     eval_stage1: bool = False           # also evaluate stage 1 when a fine-tune follows it
     log_every: int = 10
@@ -168,6 +170,9 @@ class ExperimentConfig:
         if isinstance(self.runtime.compile, bool):       # YAML reads on/off as booleans
             self.runtime.compile = "on" if self.runtime.compile else "off"
         _choice("runtime.compile", self.runtime.compile, ("off", "on", "auto"))
+        if isinstance(self.runtime.fuse_quantizers, bool):
+            self.runtime.fuse_quantizers = "on" if self.runtime.fuse_quantizers else "off"
+        _choice("runtime.fuse_quantizers", self.runtime.fuse_quantizers, ("off", "on", "auto"))
         _choice("runtime.nan_policy", self.runtime.nan_policy, ("stop", "skip"))
         for name in ("full_precision", "stage1", "stage2"):
             stage: StageConfig = getattr(self, name)

@@ -37,13 +37,13 @@ from ..data.transforms import build_transform
 from ..errors import ConfigError, DataFormatError
 from ..evaluation import evaluate_features, extract_features
 from ..models import build_model
-from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model
+from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model, set_fused
 from ..quant.bitops import count_costs, gaitbase_inference_layers, summarize
 from .checkpoint import load_checkpoint, load_model_state, model_state_of
 from .config import ExperimentConfig, StageConfig, save_config
 from .distributed import wrap_for_training
-from .runtime import (is_main_process, maybe_compile, rank, seed_everything, select_device,
-                      to_channels_last, world_size)
+from .runtime import (fuse_quantizers, is_main_process, maybe_compile, rank, seed_everything,
+                      select_device, to_channels_last, world_size)
 from .trainer import Callback, StageResult, Trainer
 
 BITOPS_FRAMES = 100   # the paper counts BitOPs for 100-frame sequences (Sec. 4.1)
@@ -173,14 +173,18 @@ def quant_method(method: str) -> str:
     return "lsq" if method == "qgait" else method
 
 
-def quantize_for(cfg: ExperimentConfig, model: nn.Module, method: str) -> nn.Module:
+def quantize_for(cfg: ExperimentConfig, model: nn.Module, method: str,
+                 device: torch.device | None = None) -> nn.Module:
     q = cfg.quant
     fl = lambda b: None if b is None else (b, b)  # noqa: E731
     policy = LayerPolicy(first_layer_bits=fl(q.first_layer_bits), last_layer_bits=fl(q.last_layer_bits),
                          skip=tuple(q.skip))
     options = QuantizerOptions(per_channel=q.per_channel, pact_alpha_init=q.pact_alpha_init,
                                pact_alpha_l2=q.pact_alpha_l2)
-    return quantize_model(model, quant_method(method), q.bits, q.bits, policy, options)
+    model = quantize_model(model, quant_method(method), q.bits, q.bits, policy, options)
+    device = device if device is not None else select_device(cfg.runtime.device)
+    set_fused(model, fuse_quantizers(cfg.runtime.fuse_quantizers, device))
+    return model
 
 
 def input_size(cfg: ExperimentConfig) -> tuple[int, int]:
@@ -290,7 +294,7 @@ class Experiment:
         qm = quant_method(method)
         model = build_float_model(cfg, self.num_classes).to(self.device)
         model.load_state_dict(teacher.state_dict())
-        quantize_for(cfg, model, method)
+        quantize_for(cfg, model, method, self.device)
         first = self.batches(0).to(self.device)
         initialize_quantizers(model, first.sils, first.seqL)
         quant_info = {"quant": dataclasses.asdict(cfg.quant), "method": qm}
@@ -320,7 +324,7 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str | Path, method: s
     train, test = load_datasets(cfg)
     model = build_float_model(cfg, train.num_classes)
     if method != "fp":
-        quantize_for(cfg, model, method)
+        quantize_for(cfg, model, method, device)
     state = load_checkpoint(checkpoint, device)
     load_model_state(model, model_state_of(state), str(checkpoint))
     return make_evaluator(cfg, test, device)(model.to(device))
