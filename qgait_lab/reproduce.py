@@ -234,7 +234,9 @@ def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
                         print(f"reproduce {what}: seed {i} {unit} done "
                               f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
                     if unit in first and all((i, u) in done for u in first):
-                        for u in then:
+                        # Longest first (units that train several methods), so that the
+                        # last minutes are not one long unit running beside an idle worker.
+                        for u in sorted(then, key=lambda u: -u.count("+")):
                             pending[pool.submit(run_unit, quiet[i], what, u, out)] = (i, u)
     return [[row for u in first + then for row in done[(i, u)]] for i in range(len(configs))]
 

@@ -138,3 +138,21 @@ def test_a_kernel_that_cannot_compile_falls_back_to_eager_with_a_warning(monkeyp
         warnings.simplefilter("error")          # warned once, then eager silently
         assert torch.equal(K.run(my_kernel, True, torch.ones(2)), torch.full((2,), 2.0))
     assert my_kernel in K._failed
+
+
+def test_runtime_option_decides_where_quantizers_are_fused():
+    from qgait_lab.errors import ConfigError
+    from qgait_lab.training.config import load_config
+    from qgait_lab.training.pipeline import quantize_for
+    from qgait_lab.training.runtime import fuse_quantizers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fuse_quantizers("auto", cpu) and not fuse_quantizers("auto", cuda)
+    assert fuse_quantizers("on", cuda) and not fuse_quantizers("off", cpu)
+    cfg = load_config("tiny-cpu", ["runtime.fuse_quantizers=off"])
+    model = quantize_for(cfg, GaitBase(5, channels=(8, 8, 16, 16)), "pact", cpu)
+    assert not any(q.fused for q in quantizers(model))
+    model = quantize_for(load_config("tiny-cpu"), GaitBase(5, channels=(8, 8, 16, 16)), "pact", cpu)
+    assert all(q.fused for q in quantizers(model))
+    with pytest.raises(ConfigError, match="runtime.fuse_quantizers"):
+        load_config("tiny-cpu", ["runtime.fuse_quantizers=sometimes"])
