@@ -250,7 +250,10 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     start = time.perf_counter()
     base = load_config(preset, list(overrides or []), extra={"name": f"reproduce-{what}"})
-    jobs = resolve_jobs(jobs, base.runtime.device)
+    first, then = units(what)
+    # No more workers than units that can run at once: a single unit is faster
+    # in this process, with all its threads, than in a one-thread worker.
+    jobs = min(resolve_jobs(jobs, base.runtime.device), seeds * max(len(first), len(then)))
     out = Path(base.runtime.runs_dir) / f"reproduce-{what}"
     out.mkdir(parents=True, exist_ok=True)
     dataset_root(base)    # generate SynthGait once, before any worker needs it

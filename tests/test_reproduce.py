@@ -63,3 +63,10 @@ def test_bad_jobs_are_refused_by_name(bad):
     with pytest.raises(ConfigError, match="--jobs"):
         resolve_jobs(bad)
     assert resolve_jobs("auto", "cuda") == 1 and resolve_jobs(3) == 3
+
+
+@pytest.mark.slow
+def test_a_single_unit_runs_in_this_process(tiny):
+    """fig5 with one seed is one unit: it runs here, not in a one-thread worker."""
+    report = run_reproduce("fig5", seeds=1, overrides=tiny, jobs=2)
+    assert "1 worker process." in report.markdown
