@@ -76,7 +76,7 @@ def _flatten(args: tuple) -> tuple[list, Callable[[Tensor], Tensor]]:
     if x.dim() <= 1:
         return plain, identity
     order = sorted(range(x.dim()), key=lambda d: (-x.stride(d), d))
-    permuted = x.detach().permute(order)
+    permuted = plain[0].permute(order)
     if not permuted.is_contiguous():
         return plain, identity
     per_channel = [a for a in plain[1:] if isinstance(a, Tensor) and 0 < a.numel() < x.numel()
