@@ -188,6 +188,7 @@ def _add_reproduce(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
   qgait-lab reproduce --what table1 --seeds 3     # see README "Results on SynthGait" for the time
   qgait-lab reproduce --what table1 --seeds 3 --jobs 1   # one process, in the foreground
+  qgait-lab reproduce --what table1 --seeds 3 --teacher per-seed   # a teacher per seed too
   qgait-lab reproduce --what table3a --seeds 1
   qgait-lab reproduce --what fig5
   QGAIT_FAST=1 qgait-lab reproduce --what table3b --seeds 1   # quick smoke version""")
@@ -197,13 +198,18 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--jobs", default="auto",
                    help="worker processes that train independent runs side by side (default "
                         "auto: one per CPU core, at most 4; 1 with a GPU)")
+    p.add_argument("--teacher", default="shared", choices=["shared", "per-seed"],
+                   help="shared (default): every seed quantizes one full-precision model, as "
+                        "the paper quantizes one pretrained GaitBase; per-seed: each seed trains "
+                        "its own, so the spread includes the teacher's (takes longer)")
     p.set_defaults(func=_run_reproduce)
 
 
 def _run_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
-    report = run_reproduce(args.what, args.seeds, args.preset, args.overrides, jobs=args.jobs)
+    report = run_reproduce(args.what, args.seeds, args.preset, args.overrides, jobs=args.jobs,
+                           teacher=args.teacher)
     print(report.markdown)
     print(f"report: {report.path}")
     return 0

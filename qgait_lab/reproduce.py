@@ -40,6 +40,7 @@ from .training.config import ExperimentConfig, load_config
 from .training.pipeline import Experiment, MethodResult, dataset_root
 
 WHAT = ("table1", "table3a", "table3b", "fig5")
+TEACHERS = ("shared", "per-seed")
 PAPER_FINETUNE_ITERATIONS = 1000
 
 # Paper Table 3 for the report's side-by-side (Gait3D Rank-1, %).
@@ -168,11 +169,15 @@ def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
     return notes
 
 
-def units(what: str) -> tuple[list[str], list[str]]:
-    """A seed's work: (units to run first, units that may then run side by side)."""
+def units(what: str, shared_teacher: bool = False) -> tuple[list[str], list[str]]:
+    """A seed's work: (units to run first, units that may then run side by side).
+
+    With a shared teacher, Table 1's full-precision model is trained before any
+    seed starts, so a seed has only its quantized units."""
     if what == "table1":
-        return ["fp"], [f"{methods}@{bits}" for bits in (4, 8)
-                        for methods in ("dorefa", "pact", "lsq+qgait")]
+        quantized = [f"{methods}@{bits}" for bits in (4, 8)
+                     for methods in ("dorefa", "pact", "lsq+qgait")]
+        return ([] if shared_teacher else ["fp"]), quantized
     return [what], []
 
 
@@ -203,10 +208,15 @@ def resolve_jobs(jobs: int | str, device: str = "auto") -> int:
     return n
 
 
+def _longest_first(work: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    # Units that train several methods first, so that the last minutes are not
+    # one long unit running beside an idle worker.
+    return sorted(work, key=lambda w: -w[1].count("+"))
+
+
 def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
-               report: bool) -> list[list[dict]]:
+               report: bool, first: list[str], then: list[str]) -> list[list[dict]]:
     """Every unit of every seed, in ``jobs`` worker processes; rows per seed in unit order."""
-    first, then = units(what)
     done: dict[tuple[int, str], list[dict]] = {}
     if jobs <= 1:
         for i, cfg in enumerate(configs):
@@ -219,8 +229,9 @@ def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=torch.set_num_threads, initargs=(threads,)) as pool:
             started = time.perf_counter()
+            start = [(i, u) for i in range(len(configs)) for u in (first or then)]
             pending = {pool.submit(run_unit, quiet[i], what, u, out): (i, u)
-                       for i in range(len(configs)) for u in first}
+                       for i, u in _longest_first(start)}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -234,39 +245,68 @@ def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
                         print(f"reproduce {what}: seed {i} {unit} done "
                               f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
                     if unit in first and all((i, u) in done for u in first):
-                        # Longest first (units that train several methods), so that the
-                        # last minutes are not one long unit running beside an idle worker.
-                        for u in sorted(then, key=lambda u: -u.count("+")):
+                        for _, u in _longest_first([(i, u) for u in then]):
                             pending[pool.submit(run_unit, quiet[i], what, u, out)] = (i, u)
     return [[row for u in first + then for row in done[(i, u)]] for i in range(len(configs))]
 
 
+def _teacher_note(fp: MethodResult | None, source: str) -> list[str]:
+    if fp is None:
+        return ["Each seed trains its own full-precision teacher (`--teacher per-seed`), so "
+                "± includes the teacher's seed-to-seed spread.", ""]
+    return [f"Every seed fine-tunes one full-precision teacher ({source}; Rank-1 "
+            f"{fp.metrics.get('rank1', float('nan')):.2f}), as the paper quantizes one pretrained "
+            "model: ± is the spread of quantization-aware training alone and leaves out the "
+            "teacher's own seed-to-seed spread (`--teacher per-seed` trains one per seed).", ""]
+
+
 def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
-                  overrides: Sequence[str] | None = None, jobs: int | str = "auto"
-                  ) -> ReproduceReport:
+                  overrides: Sequence[str] | None = None, jobs: int | str = "auto",
+                  teacher: str = "shared") -> ReproduceReport:
+    """Run ``what`` over ``seeds`` seeds and write ``runs/reproduce-<what>/report.md``.
+
+    ``teacher="shared"`` trains the full-precision model once (in this process,
+    with all its threads) and every seed quantizes it, as the paper quantizes one
+    pretrained GaitBase; ``"per-seed"`` trains a teacher per seed.  Fig. 5 trains
+    from scratch and has no teacher.
+    """
     if what not in WHAT:
         raise ConfigError(f"--what must be one of {list(WHAT)}, got {what!r}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if teacher not in TEACHERS:
+        raise ConfigError(f"--teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     start = time.perf_counter()
     base = load_config(preset, list(overrides or []), extra={"name": f"reproduce-{what}"})
-    first, then = units(what)
+    shared = teacher == "shared" and what != "fig5"
+    first, then = units(what, shared)
     # No more workers than units that can run at once: a single unit is faster
     # in this process, with all its threads, than in a one-thread worker.
     jobs = min(resolve_jobs(jobs, base.runtime.device), seeds * max(len(first), len(then)))
     out = Path(base.runtime.runs_dir) / f"reproduce-{what}"
     out.mkdir(parents=True, exist_ok=True)
     dataset_root(base)    # generate SynthGait once, before any worker needs it
+    fp = None
+    source = (f"`{base.full_precision.checkpoint}`" if base.full_precision.checkpoint
+              else f"trained once with seed {base.runtime.seed}")
+    if shared:
+        fp = Experiment(_with(base, name=f"reproduce-{what}/teacher")).run("fp")
+        base = _with(base, full_precision=dataclasses.replace(
+            base.full_precision, checkpoint=str(fp.stages[0].checkpoint)))
     configs = [_with(base, name=f"reproduce-{what}/seed{seed}",
                      runtime=dataclasses.replace(base.runtime, seed=base.runtime.seed + seed))
                for seed in range(seeds)]
-    per_seed = _run_seeds(configs, what, out, jobs, report=base.runtime.progress)
+    per_seed = _run_seeds(configs, what, out, jobs, base.runtime.progress, first, then)
     rows = aggregate(per_seed)
+    if fp is not None and what == "table1":
+        rows.insert(0, _row(fp))      # one model: its numbers have no ±
     table = markdown_table(rows)
     seconds = time.perf_counter() - start
     text = "\n".join([f"# Reproduction: {what} on SynthGait ({seeds} seeds, mean ± std)", "",
                       f"Preset `{preset}`; wall time {seconds / 60:.1f} min with {jobs} "
-                      f"worker process{'es' if jobs > 1 else ''}.", "", table, "",
+                      f"worker process{'es' if jobs > 1 else ''}.", "",
+                      *(_teacher_note(fp, source) if what != "fig5" else []),
+                      table, "",
                       "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows), ""])
     path = out / "report.md"
     path.write_text(text)

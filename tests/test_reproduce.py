@@ -22,13 +22,22 @@ def test_grow_schedules_rescale_to_the_finetune_length():
     assert grow_schedules(1000, 3.0)["GROW-1"].every == 100     # the paper's own numbers
 
 
+def _row(text, label):
+    return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+
+
 @pytest.mark.slow
-def test_table1_over_two_seeds_reports_mean_and_std(tiny):
+def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
     report = run_reproduce("table1", seeds=2, overrides=tiny)
     text = report.path.read_text()
-    for label in ("FP32", "DOREFA-4", "PACT-4", "LSQ-4", "QGAIT-4", "DOREFA-8", "QGAIT-8"):
-        assert f"| {label} |" in text
-    assert " ± " in text
+    for label in ("DOREFA-4", "PACT-4", "LSQ-4", "QGAIT-4", "DOREFA-8", "QGAIT-8"):
+        assert " ± " in _row(text, label)
+    # One shared teacher, trained once: its row has no spread, and no seed trains another.
+    assert " ± " not in _row(text, "FP32") and "fine-tunes one full-precision teacher" in text
+    root = tmp_path / "runs" / "reproduce-table1"
+    assert len(list((root / "teacher").glob("fp-*/checkpoints/last.pt"))) == 1
+    for seed in ("seed0", "seed1"):
+        assert list((root / seed).glob("fp-*")) == [] and list((root / seed).glob("lsq-w4a4-*"))
     verdicts = [line for line in text.splitlines() if line.startswith("- w")]
     assert len(verdicts) == 2         # the ordering verdict is stated for each bit-width, either way
     assert all(("holds here" in v) != ("does NOT hold" in v) for v in verdicts)
@@ -47,9 +56,10 @@ def test_table3b_and_fig5_run(tiny):
 def test_table1_in_two_worker_processes_leaves_the_stages_a_serial_run_reuses(tiny):
     """Two workers train each seed's units side by side; a serial run afterwards finds
     every stage finished under the same fingerprints and reports identical rows."""
-    parallel = run_reproduce("table1", seeds=2, overrides=tiny, jobs=2)
+    parallel = run_reproduce("table1", seeds=2, overrides=tiny, jobs=2, teacher="per-seed")
     assert "2 worker processes" in parallel.markdown
-    serial = run_reproduce("table1", seeds=2, overrides=tiny, jobs=1)
+    assert " ± " in _row(parallel.markdown, "FP32")      # a teacher per seed has a spread
+    serial = run_reproduce("table1", seeds=2, overrides=tiny, jobs=1, teacher="per-seed")
     strip = lambda text: [line for line in text.splitlines() if "wall time" not in line]  # noqa: E731
     assert strip(serial.markdown) == strip(parallel.markdown)
     assert serial.seconds < parallel.seconds      # nothing was trained again
@@ -63,6 +73,13 @@ def test_bad_jobs_are_refused_by_name(bad):
     with pytest.raises(ConfigError, match="--jobs"):
         resolve_jobs(bad)
     assert resolve_jobs("auto", "cuda") == 1 and resolve_jobs(3) == 3
+
+
+def test_a_bad_teacher_choice_is_refused_by_name():
+    from qgait_lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--teacher must be one of"):
+        run_reproduce("table1", seeds=1, teacher="each")
 
 
 @pytest.mark.slow

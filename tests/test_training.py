@@ -87,6 +87,46 @@ def test_finished_stages_are_reused_not_retrained(workdir):
     assert q.stages[1].run_dir == first.stages[1].run_dir
 
 
+def test_a_teacher_from_a_checkpoint_is_loaded_not_trained(workdir):
+    """``full_precision.checkpoint``: QAT starts from that file's weights (ours or an
+    OpenGait-style ``{"model": ...}`` saved from DDP), keyed by the file's content."""
+    trained = Experiment(tiny_config(workdir, "method=fp")).run()
+    ckpt = trained.stages[0].checkpoint
+    state = torch.load(ckpt, weights_only=True)["model"]
+    opengait = workdir / "GaitBase_opengait.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "iteration": 3}, opengait)
+
+    cfg = tiny_config(workdir, "method=lsq", f"full_precision.checkpoint={opengait}")
+    exp = Experiment(cfg)
+    teacher, fp_stage, fingerprint = exp.full_precision(evaluate=False)
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert fp_stage.iterations == 0 and fp_stage.metrics == {}
+    assert not (fp_stage.run_dir / "metrics.jsonl").exists()    # nothing was trained
+    lsq = exp.run()
+    assert lsq.stages[0].checkpoint == opengait and len(lsq.stages) == 3
+    fp = exp.run("fp")                  # asked for, the loaded teacher is evaluated
+    assert fp.metrics == trained.metrics
+
+    # Another file is another teacher: the stages on top of it get new folders.
+    torch.save({"model": {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}},
+               opengait)
+    other = Experiment(cfg).run()
+    assert other.stages[0].run_dir != lsq.stages[0].run_dir
+    assert other.stages[1].run_dir != lsq.stages[1].run_dir
+
+
+@pytest.mark.parametrize("bad, message", [("missing.pt", "does not exist"),
+                                          ("notes.txt", "cannot be read as a safe checkpoint")])
+def test_a_bad_teacher_checkpoint_is_named(workdir, bad, message):
+    (workdir / "notes.txt").write_text("not a checkpoint")
+    cfg = tiny_config(workdir, "method=lsq", f"full_precision.checkpoint={workdir / bad}")
+    with pytest.raises(ConfigError, match=f"full_precision.checkpoint: .*{bad}.*{message}"):
+        Experiment(cfg).run()
+    with pytest.raises(ConfigError, match="stage1.checkpoint must be a file path"):
+        tiny_config(workdir, "stage1.checkpoint=3")
+
+
 def _train(cfg, exp, run_dir, iterations):
     stage = dataclasses.replace(cfg.full_precision, iterations=iterations)
     cfg = dataclasses.replace(cfg, full_precision=stage)

@@ -103,6 +103,10 @@ class StageConfig:
     gradient: str = "ste"               # quantizer backward: "ste" or "soft" (theta_k)
     k: KSchedule = field(default_factory=lambda: KSchedule(kind="fixed"))
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # A model this stage already trained (ours, or OpenGait's for full_precision): it is
+    # loaded instead of trained and ``iterations`` is not used.  The paper quantizes
+    # OpenGait's pretrained GaitBase this way.
+    checkpoint: str | None = None
 
 
 def _qat_optim() -> OptimConfig:
@@ -181,6 +185,9 @@ class ExperimentConfig:
             _choice(f"{name}.distill.kind", stage.distill.kind, ("none", "kd", "idd"))
             if stage.iterations < 0:
                 raise ConfigError(f"{name}.iterations must be >= 0, got {stage.iterations}")
+            if stage.checkpoint is not None and (not isinstance(stage.checkpoint, str)
+                                                 or not stage.checkpoint):
+                raise ConfigError(f"{name}.checkpoint must be a file path, got {stage.checkpoint!r}")
         for key in ("batch_p", "batch_k", "frames"):
             if getattr(self.data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")

@@ -39,7 +39,7 @@ from ..evaluation import evaluate_features, extract_features
 from ..models import build_model
 from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model, set_fused
 from ..quant.bitops import count_costs, gaitbase_inference_layers, summarize
-from .checkpoint import load_checkpoint, load_model_state, model_state_of
+from .checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state_of
 from .config import ExperimentConfig, StageConfig, save_config
 from .distributed import wrap_for_training
 from .runtime import (fuse_quantizers, is_main_process, maybe_compile, rank, seed_everything,
@@ -244,7 +244,11 @@ class Experiment:
                    parent: str, teacher: nn.Module | None = None, extra: dict | None = None,
                    evaluate: bool = True) -> tuple[StageResult, str]:
         """Train one stage in ``runs/<name>/<label>-<fingerprint>/``, or reuse a finished one."""
-        fingerprint = _fingerprint({**self._base, "stage": dataclasses.asdict(stage),
+        if stage.checkpoint:
+            return self._load_stage(stage_name, stage, model, label, evaluate)
+        settings = dataclasses.asdict(stage)
+        del settings["checkpoint"]      # None here; left out so older runs keep their fingerprints
+        fingerprint = _fingerprint({**self._base, "stage": settings,
                                     "parent": parent, **(extra or {})})
         run_dir = self.root / f"{label}-{fingerprint[:8]}"
         done = run_dir / "result.json"
@@ -275,18 +279,50 @@ class Experiment:
                                         "seconds": round(result.seconds, 2)}, indent=1))
         return result, fingerprint
 
-    def full_precision(self) -> tuple[nn.Module, StageResult, str]:
+    def _load_stage(self, stage_name: str, stage: StageConfig, model: nn.Module, label: str,
+                    evaluate: bool) -> tuple[StageResult, str]:
+        """A stage given as a trained model (``<stage>.checkpoint``): loaded, not trained.
+
+        Its fingerprint is the file's content hash, so the stages trained on top of it
+        are reused exactly while the file stays the same.  Its evaluation is kept in
+        ``runs/<name>/<label>-loaded-<hash>/result.json``.
+        """
+        path = Path(stage.checkpoint).expanduser()
+        option = f"{stage_name}.checkpoint"
+        try:
+            state = load_checkpoint(path, self.device)
+            load_model_state(model, model_state_of(state), f"{option} {path}")
+        except CheckpointError as err:
+            raise ConfigError(f"{option}: {err}") from None
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        fingerprint = _fingerprint({"checkpoint": digest})
+        run_dir = self.root / f"{label}-loaded-{fingerprint[:8]}"
+        done = run_dir / "result.json"
+        info = json.loads(done.read_text()) if done.is_file() else {}
+        metrics = info.get("metrics", {}) if info.get("fingerprint") == fingerprint else {}
+        if evaluate and not metrics:
+            metrics = self.evaluate(model)
+            if is_main_process():
+                run_dir.mkdir(parents=True, exist_ok=True)
+                done.write_text(json.dumps({"fingerprint": fingerprint, "checkpoint": str(path),
+                                            "metrics": metrics, "iterations": 0, "seconds": 0.0},
+                                           indent=1))
+        return StageResult(stage_name, run_dir, path, metrics, 0, 0.0), fingerprint
+
+    def full_precision(self, evaluate: bool = True) -> tuple[nn.Module, StageResult, str]:
         torch.manual_seed(self.cfg.runtime.seed)
         model = build_float_model(self.cfg, self.num_classes).to(self.device)
         result, fp = self._run_stage("full_precision", self.cfg.full_precision, model, "fp",
-                                     parent="")
+                                     parent="", evaluate=evaluate)
         return model, result, fp
 
     def run(self, method: str | None = None) -> MethodResult:
         """Train (or reuse) everything ``method`` needs and return its final evaluation."""
         cfg = self.cfg
         method = method or cfg.method
-        teacher, fp_result, fp_print = self.full_precision()
+        # A trained teacher is evaluated with its training; a loaded one only when asked for.
+        teacher, fp_result, fp_print = self.full_precision(
+            evaluate=method == "fp" or not cfg.full_precision.checkpoint)
         if method == "fp":
             return MethodResult("fp", 32, fp_result.metrics, model_bitops(teacher, cfg),
                                 [fp_result], teacher)
