@@ -43,6 +43,20 @@ def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
     assert all(("holds here" in v) != ("does NOT hold" in v) for v in verdicts)
 
 
+def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
+    from qgait_lab.reproduce import _ordering_notes
+
+    rows = [{"method": "FP32", "bits": "32", "rank1": 71.3},
+            {"method": "PACT-4", "bits": "w4/a4", "rank1": (68.28, 0.34)},
+            {"method": "QGAIT-4", "bits": "w4/a4", "rank1": (68.56, 1.32)},
+            {"method": "LSQ-8", "bits": "w8/a8", "rank1": (72.44, 0.42)},
+            {"method": "QGAIT-8", "bits": "w8/a8", "rank1": (71.94, 0.10)}]
+    w4, w8 = _ordering_notes("table1", rows)
+    assert "0.28 ahead of PACT-4" in w4 and "do not separate" in w4
+    assert w4.endswith("holds here, but only in the mean.")
+    assert "0.50 ahead of QGAIT-8" in w8 and "separate" not in w8 and "does NOT hold here" in w8
+
+
 @pytest.mark.slow
 def test_table3b_and_fig5_run(tiny):
     t3b = run_reproduce("table3b", seeds=1, overrides=tiny)
