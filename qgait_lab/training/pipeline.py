@@ -295,7 +295,9 @@ class Experiment:
         except CheckpointError as err:
             raise ConfigError(f"{option}: {err}") from None
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        fingerprint = _fingerprint({"checkpoint": digest})
+        # The data and model settings too: they decide what its cached evaluation measured.
+        fingerprint = _fingerprint({"data": self._base["data"], "model": self._base["model"],
+                                    "checkpoint": digest})
         run_dir = self.root / f"{label}-loaded-{fingerprint[:8]}"
         done = run_dir / "result.json"
         info = json.loads(done.read_text()) if done.is_file() else {}
