@@ -98,7 +98,7 @@ def _add_train(sub) -> None:
   qgait-lab train --method lsq --bits 8 --set stage1.iterations=300
   qgait-lab train --preset casia-b --method qgait --set data.root=/data/CASIA-B-pkl \\
                   --set data.partition=/data/CASIA-B.json
-  qgait-lab train --preset casia-b --method qgait --set data.root=/data/CASIA-B-pkl \
+  qgait-lab train --preset casia-b --method qgait --set data.root=/data/CASIA-B-pkl \\
                   --set full_precision.checkpoint=GaitBase_DA-60000.pt   # quantize OpenGait's model
   torchrun --nproc_per_node=4 -m qgait_lab.cli train --preset gait3d --set data.root=...
 

@@ -21,9 +21,9 @@ Work is split into units (for Table 1: DoReFa, PACT and LSQ + QGait at each
 bit-width, after the seed's own teacher when teachers are per seed) that
 ``jobs`` worker processes run side by side.  On a CPU that pays: a small
 GaitBase keeps one core busier than it keeps two, so two one-thread processes
-train about 1.4x as many iterations per second as one two-thread process.  A unit's results do not
-depend on which worker ran it, except for float summation order across thread
-counts.
+train about 1.4x as many iterations per second as one two-thread process.  A
+unit's results do not depend on which worker ran it, except for float
+summation order across thread counts.
 """
 from __future__ import annotations
 
