@@ -287,12 +287,18 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return out
 
 
+BUDGETS = ("full", "lab", "fast")
+"""A preset's budgets: ``full`` (the preset as written), ``lab`` (its ``lab:`` section: a course lab
+session, minutes per notebook on a laptop) and ``fast`` (its ``fast:`` section: a smoke test)."""
+
+
 def load_config(preset: str | Path = "tiny-cpu", overrides: list[str] | None = None,
-                extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
+                extra: Mapping[str, Any] | None = None, budget: str | None = None) -> ExperimentConfig:
     """Load a preset by name (or a YAML path), then apply ``extra`` and ``--set`` overrides.
 
-    A preset's ``fast:`` section is applied first when ``QGAIT_FAST`` (or ``CI``)
-    is set, so tests and CI run every preset on a smoke-test budget.
+    ``budget`` picks one of :data:`BUDGETS`; by default ``fast`` when ``QGAIT_FAST=1``
+    is set (tests and CI run every preset on a smoke-test budget), else ``full``.
+    The preset's ``fast:`` or ``lab:`` section is applied before the overrides.
     """
     path = Path(preset)
     if path.suffix not in (".yaml", ".yml"):
@@ -303,9 +309,15 @@ def load_config(preset: str | Path = "tiny-cpu", overrides: list[str] | None = N
     elif not path.is_file():
         raise ConfigError(f"preset file {str(path)!r} does not exist")
     values = _read_yaml(path)
-    fast = values.pop("fast", None) or {}
-    if fast_mode():
-        _deep_update(values, fast)
+    sections = {name: values.pop(name, None) for name in ("fast", "lab")}
+    budget = budget or ("fast" if fast_mode() else "full")
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    if budget != "full":
+        if sections[budget] is None:
+            raise ConfigError(f"preset {str(preset)!r} ({path}) has no '{budget}:' section, so it has no "
+                              f"{budget} budget; use budget 'full'")
+        _deep_update(values, sections[budget])
     _deep_update(values, dict(extra or {}))
     _deep_update(values, parse_overrides(overrides))
     return config_from_dict(values)

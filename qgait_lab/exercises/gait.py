@@ -1,0 +1,1 @@
+"""Exercises of notebook: (being written)."""
