@@ -238,9 +238,56 @@ def _add_pretreat(sub) -> None:
   (the input holds FRAMES_ROOT/<id>/<type>/<view>/*.png silhouettes)"""
 
 
+def _add_lab(sub) -> None:
+    p = sub.add_parser("lab", help="the course: hand out student notebooks, grade submissions",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab lab release --out handout/
+  qgait-lab lab grade submissions/alice submissions/bob --out grades.csv
+  qgait-lab lab grade hand-in/*.ipynb --out grades.csv --timeout 600   # files named alice__03_....ipynb""")
+    lab = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    r = lab.add_parser("release", help="write the student notebooks (no solutions, no outputs) and data_samples")
+    r.add_argument("--out", required=True, help="a new (or empty) folder for the release")
+    r.add_argument("--notebooks", default=None, help="the course notebooks (default: ./notebooks)")
+    r.add_argument("--instructor", default=None, help="the instructor folder (default: ./instructor)")
+    r.set_defaults(func=_run_lab_release)
+    g = lab.add_parser("grade", help="execute submissions in fast mode and grade every exercise")
+    g.add_argument("submissions", nargs="+", help="one folder per student, or notebook files")
+    g.add_argument("--out", required=True, help="the grades CSV; feedback/<student>.md is written beside it")
+    g.add_argument("--instructor", default=None, help="the instructor folder with hidden/ (default: ./instructor)")
+    g.add_argument("--timeout", type=float, default=900, help="seconds allowed per notebook (default: 900)")
+    g.add_argument("--cell-timeout", type=float, default=600, help="seconds allowed per cell (default: 600)")
+    g.set_defaults(func=_run_lab_grade)
+
+
+def _run_lab_release(args) -> int:
+    from .course.release import release
+
+    try:
+        manifest = release(args.out, args.notebooks, args.instructor)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise QGaitError(str(err)) from None
+    n = sum(len(v) for v in manifest["notebooks"].values())
+    print(f"wrote {len(manifest['notebooks'])} notebooks with {n} exercises to {args.out}")
+    return 0
+
+
+def _run_lab_grade(args) -> int:
+    from .course.grade import grade
+
+    if args.timeout <= 0 or args.cell_timeout <= 0:
+        raise QGaitError("--timeout and --cell-timeout must be positive")
+    try:
+        grades = grade(args.submissions, args.out, args.instructor, notebook_timeout=args.timeout,
+                       cell_timeout=args.cell_timeout)
+    except (FileNotFoundError, ValueError) as err:
+        raise QGaitError(str(err)) from None
+    print(f"graded {len(grades)} notebooks; grades in {args.out}, feedback beside it")
+    return 0
+
+
 # Subcommands register here; each adds its parser and sets ``func``.
 COMMANDS: list[Callable] = [_add_train, _add_eval, _add_demo, _add_reproduce, _add_synth,
-                            _add_pretreat, _add_bitops, _add_sanity]
+                            _add_pretreat, _add_bitops, _add_sanity, _add_lab]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,20 @@
-"""A real browser: JupyterLab + headless Chromium run notebook 02 and move the k slider.
+"""A real browser: JupyterLab + headless Chromium run every notebook, and move notebook 04's k slider.
 
-The test starts JupyterLab on localhost (a free port, a random token) on a
-copy of ``notebooks/02_k_slider_explorer.ipynb``, drives Debian's
-``chromium`` through the Python ``playwright`` package (``executable_path``:
-no browser download is needed or possible), runs all cells, moves the k
-slider with the keyboard, and asserts that the figure under the sliders was
-redrawn (its PNG changed).  A screenshot is saved in the test's tmp dir, or in
-``$QGAIT_SCREENSHOT_DIR`` when set; its path is printed.
+The tests start JupyterLab on localhost (a free port, a random token) on
+copies of the course notebooks and drive Debian's ``chromium`` through the
+Python ``playwright`` package (``executable_path``: no browser download is
+needed or possible).
+
+* Every notebook, in order, in one working folder: Run All Cells, then assert
+  that no output is an error, that no output shows a line or a value of the
+  reference solutions, and that no figure is shrunk to fit (at a 1,280-px
+  laptop window; the figures' fonts are then at least 10 pt as drawn). Each
+  figure is saved as a screenshot for review.
+* Notebook 04: moving the k slider with the keyboard redraws the figure under
+  the sliders (its PNG changes).
+
+Screenshots go to the test's tmp dir, or to ``$QGAIT_SCREENSHOT_DIR`` when set;
+their folder is printed.
 
 It is skipped, with the reason, only when chromium or playwright is missing.
 CI installs both (``apt-get install -y chromium``, ``pip install playwright``).
@@ -27,7 +35,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "02_k_slider_explorer.ipynb"
+NOTEBOOK = REPO / "notebooks" / "04_k_slider_explorer.ipynb"
+ALL_NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = os.environ.get("QGAIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -80,12 +89,13 @@ def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
-    """A JupyterLab server on a copy of notebook 02: yields (base url, token, log path)."""
+def jupyterlab(request, tmp_path):
+    """A JupyterLab server on copies of the notebooks (``request.param``: which): yields (url, token, log)."""
     _requirements()
     root = tmp_path / "lab"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    for notebook in getattr(request, "param", [NOTEBOOK]):
+        shutil.copy(notebook, root / notebook.name)
     _write_settings(tmp_path / "settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ,
@@ -116,6 +126,83 @@ def jupyterlab(tmp_path):
             proc.wait(timeout=10)
 
 
+def _shots(tmp_path) -> Path:
+    shots = Path(os.environ.get("QGAIT_SCREENSHOT_DIR") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def _run_all_and_wait(page, timeout: float) -> None:
+    """Run > Run All Cells, then wait until every code cell has run (no '[*]' or '[ ]' prompt is left)."""
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click(".lm-Menu-item:has-text('Run All Cells')")
+    deadline = time.monotonic() + timeout
+    pending = None
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        pending = page.evaluate("""() => [...document.querySelectorAll(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
+            .filter(p => /\\[[ *]?\\]/.test(p.textContent)).length""")
+        if pending == 0:
+            return
+    raise AssertionError(f"{pending} cells had not finished after {timeout:.0f} s")
+
+
+def _shut_down_kernels(base: str, token: str) -> None:
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as response:
+        sessions = json.loads(response.read())
+    for session in sessions:
+        req = urllib.request.Request(f"{base}/api/sessions/{session['id']}?token={token}", method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+@pytest.mark.parametrize("jupyterlab", [ALL_NOTEBOOKS], indirect=True, ids=["all-notebooks"])
+def test_every_notebook_runs_in_jupyterlab_without_errors_or_solutions(jupyterlab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from test_notebooks import _solution_values
+    from exercise_support import INSTRUCTOR
+    from qgait_lab.course.release import solution_lines
+
+    base, token, log = jupyterlab
+    shots = _shots(tmp_path)
+    leaks = solution_lines(INSTRUCTOR / "solutions")
+    saved = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            for notebook in ALL_NOTEBOOKS:
+                stem = notebook.stem
+                page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
+                page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+                page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=180_000)
+                _run_all_and_wait(page, timeout=900)
+                panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+                stderr = panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                tracebacks = [t for t in stderr.all_inner_texts() if "Traceback" in t or "Error" in t[:200]]
+                assert not tracebacks, f"{stem}: a cell failed in JupyterLab:\n{tracebacks[0][:2000]}"
+                shown = "\n".join(panel.locator(".jp-OutputArea").all_inner_texts())
+                for line in leaks[f"nb{stem[:2]}"]:
+                    assert line not in shown, f"{stem}: JupyterLab shows the solution line {line!r}"
+                for form in _solution_values(stem[:2]):
+                    assert form not in shown, f"{stem}: JupyterLab shows the reference answer {form!r}"
+                images = panel.locator(".jp-OutputArea-output img")
+                for i in range(images.count()):
+                    img = images.nth(i)
+                    img.scroll_into_view_if_needed()
+                    natural, shown_width = img.evaluate("e => [e.naturalWidth, e.clientWidth]")
+                    assert natural <= 1.04 * shown_width, \
+                        f"{stem}: figure {i + 1} is {natural} px wide but shown at {shown_width} px: its fonts shrink"
+                    img.screenshot(path=str(shots / f"{stem}_figure{i + 1:02d}.png"))
+                    saved += 1
+                page.screenshot(path=str(shots / f"{stem}_page.png"))
+                _shut_down_kernels(base, token)
+            print(f"\n{saved} figure screenshots in {shots}")
+        finally:
+            browser.close()
+
+
 def _image_src(page) -> str | None:
     return page.locator(".widget-output img").first.get_attribute("src")
 
@@ -124,8 +211,7 @@ def test_k_slider_redraws_the_figure(jupyterlab, tmp_path):
     from playwright.sync_api import sync_playwright
 
     base, token, log = jupyterlab
-    shots = Path(os.environ.get("QGAIT_SCREENSHOT_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = _shots(tmp_path)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:

@@ -1,36 +1,47 @@
-"""The course notebooks: pairing, structure, the helpers they use, and a fast-mode run of all six.
+"""The course notebooks: pairing, structure, exercises, and a fast-mode run of all eight.
 
 * every ``notebooks/NN_topic.py`` (the source of truth) has its ``.ipynb`` pair, in sync and without
   outputs (jupytext's own comparison);
-* each opens with learning goals, holds at least two graded exercises, imports the library and
-  defines no classes (thin notebooks);
-* all six execute top to bottom with nbclient in fast mode (``QGAIT_FAST=1``), in order, in one
-  temporary working directory (``runs/`` and the SynthGait cache stay out of the repository); the
-  exercise stubs must report "not attempted" without raising;
+* each opens with learning goals, holds at least two graded exercises laid out as stub cell + check
+  cell, imports the library and defines no classes (thin notebooks);
+* all eight execute top to bottom in fast mode (``QGAIT_FAST=1``), in order, in one temporary working
+  directory (``runs/`` and the SynthGait cache stay out of the repository), through the lost-request
+  watchdog of :mod:`qgait_lab.course.execute`; every check reports "not attempted", and no output holds a
+  line or a value of the reference solutions;
+* every check cell run on its own, in a fresh kernel, either works or says which cells to run first;
 * the widget and figure helpers of ``qgait_lab.widgets`` / ``qgait_lab.viz`` behave.
 """
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import jupytext
 import nbformat
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 from jupytext.compare import compare_notebooks
 
+from exercise_support import INSTRUCTOR, load_instructor_module, number_forms
+from qgait_lab.course.answers import check_calls, stub_cells
+from qgait_lab.course.execute import execute_notebook
+from qgait_lab.course.release import audit_notebook, solution_lines
+from qgait_lab.exercises import exercises_of
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-EXPECTED = ["01_soft_round_derivation", "02_k_slider_explorer", "03_quantizers_ste_vs_soft",
-            "04_training", "05_idd_tsne", "06_bitops_and_tables"]
+EXPECTED = ["01_gait_recognition", "02_quantization_basics", "03_soft_round_derivation",
+            "04_k_slider_explorer", "05_ste_vs_soft", "06_training", "07_idd_tsne", "08_bitops_and_tables"]
+TRAINING = EXPECTED[4:]
 SOURCES = [NOTEBOOK_DIR / f"{name}.py" for name in EXPECTED]
 CELL_TIMEOUT = 600          # seconds per cell; fast mode needs far less
+SILENCE = 60                # a kernel that has not started a cell after this long lost the request
 CHECK_CALL = re.compile(r"checks\.(check_\w+)\(")
 
 
@@ -41,7 +52,7 @@ def _code(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------
 # Pairing and structure
 # ---------------------------------------------------------------------------
-def test_the_six_notebooks_are_there():
+def test_the_eight_notebooks_are_there():
     found = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
     assert found == EXPECTED
     assert (NOTEBOOK_DIR / "jupytext.toml").is_file()
@@ -75,118 +86,154 @@ def test_notebook_structure(source):
     assert first.cell_type == "markdown" and "Learning goals" in first.source, \
         "the notebook must open with its learning goals"
     assert first.source.lstrip().startswith(f"# {source.stem[:2]} ·")
+    assert f"notebook {int(source.stem[:2])} of 8" in first.source
     code = "\n".join(_code(source))
-    exercises = set(CHECK_CALL.findall(code))
-    assert len(exercises) >= 2, f"{source.name} has {len(exercises)} graded exercises; need 2"
-    assert code.count("# YOUR CODE HERE") + code.count("# YOUR ANSWER") >= len(exercises)
     assert "from qgait_lab" in code
     tree = ast.parse(jupytext.writes(nb, fmt="py:percent"))
     classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     assert not classes, f"notebooks stay thin: move {classes} into the library"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
+def test_every_exercise_is_a_stub_cell_and_a_self_contained_check_cell(source):
+    nb = jupytext.read(source)
+    number = source.stem[:2]
+    exercises = exercises_of(number)
+    assert len(exercises) >= 2, f"{source.name} has {len(exercises)} graded exercises; need 2"
+    assert audit_notebook(nb, source.stem, solution_lines(INSTRUCTOR / "solutions")) == []
+    stubs, calls = stub_cells(nb), check_calls(nb)
+    assert sorted(stubs) == sorted(ex.id for ex in exercises), "a stub cell without a registered exercise"
+    for ex in exercises:
+        stub = nb.cells[stubs[ex.id]].source
+        assert "# YOUR CODE HERE" in stub or "# YOUR ANSWER" in stub, f"Exercise {ex.id}: no stub marker"
+        check = nb.cells[calls[ex.checker.__name__]].source
+        assert calls[ex.checker.__name__] > stubs[ex.id], f"Exercise {ex.id}: the check comes before the stub"
+        assert "from qgait_lab import checks" in check, f"Exercise {ex.id}: the check cell must import checks"
+        assert f"checks.{ex.checker.__name__}({ex.answer})" in check
+    for name in CHECK_CALL.findall("\n".join(_code(source))):
+        assert name in {ex.checker.__name__ for ex in exercises}, f"{source.name} calls another notebook's {name}"
+
+
 def test_training_notebooks_have_a_papermill_parameters_cell():
-    for name in ("03_quantizers_ste_vs_soft", "04_training", "05_idd_tsne", "06_bitops_and_tables"):
+    for name in TRAINING:
         cells = jupytext.read(NOTEBOOK_DIR / f"{name}.py").cells
         tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{name}: one cell tagged 'parameters'"
-        assert "FAST = fast_mode()" in tagged[0].source
-    params = [c for c in jupytext.read(NOTEBOOK_DIR / "04_training.py").cells
+        assert re.search(r"^BUDGET = None", tagged[0].source, re.M), f"{name}: BUDGET in the parameters cell"
+        assert "notebook_config(" in "\n".join(_code(NOTEBOOK_DIR / f"{name}.py"))
+    params = [c for c in jupytext.read(NOTEBOOK_DIR / "06_training.py").cells
               if "parameters" in c.metadata.get("tags", [])][0].source
     for name in ("PRESET", "DATA_ROOT", "METHOD", "BITS", "ITERATIONS", "DEVICE"):
-        assert re.search(rf"^\w*{name}\w*\s*=", params, re.M), f"04_training's parameters cell lacks {name}"
+        assert re.search(rf"^\w*{name}\w*\s*=", params, re.M), f"06_training's parameters cell lacks {name}"
     assert re.search(r'^PRESET = "tiny-cpu"', params, re.M)
-
-
-def test_every_exercise_has_a_tested_checker():
-    from qgait_lab import checks
-
-    from test_checks import CASES
-
-    tested = {case[0] for case in CASES}
-    for source in SOURCES:
-        for name in CHECK_CALL.findall("\n".join(_code(source))):
-            assert hasattr(checks, name), f"{source.name} calls checks.{name}, which does not exist"
-            assert name in tested, f"checks.{name} (used in {source.name}) has no test in test_checks.py"
 
 
 # ---------------------------------------------------------------------------
 # Execution in fast mode
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lab_dir(tmp_path_factory):
-    """One working directory for all six (later notebooks reuse earlier runs), env set for the kernels."""
-    work = tmp_path_factory.mktemp("lab")
+def _kernel_env(work: Path) -> dict:
     # One thread per kernel: on a small shared CI machine, OpenMP thread pools that oversubscribe
     # the cores make t-SNE and the convolutions many times slower, not faster.
-    env = {"QGAIT_FAST": "1", "QGAIT_DATA_DIR": str(work / "data"),
-           "QGAIT_DATA_SAMPLES": str(REPO / "data_samples"), "PYTHONWARNINGS": "ignore",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    return {"QGAIT_FAST": "1", "QGAIT_DATA_DIR": str(work / "data"),
+            "QGAIT_DATA_SAMPLES": str(REPO / "data_samples"), "PYTHONWARNINGS": "ignore",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory):
+    """One working directory for all eight (later notebooks reuse earlier runs)."""
+    work = tmp_path_factory.mktemp("lab")
     timings: dict[str, float] = {}
     before = set(NOTEBOOK_DIR.rglob("*"))
     yield work, timings
     assert set(NOTEBOOK_DIR.rglob("*")) <= before, "executing the notebooks wrote into notebooks/"
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     if timings:
         print("\nnotebook run times (fast mode): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
               + f"; total {sum(timings.values()):.0f} s")
+        record = os.environ.get("QGAIT_NOTEBOOK_TIMES")
+        if record:                       # the closing note's per-notebook times come from here
+            with open(record, "a") as f:
+                f.write(json.dumps(timings) + "\n")
 
 
-def _check_outputs(nb) -> list[str]:
-    """The messages of the checker results the notebook displayed."""
-    shown = []
+def _outputs_text(nb) -> str:
+    parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            html = out.get("data", {}).get("text/html", "")
-            if "<code>check_" in html:
-                shown.append(html)
-    return shown
+            if "text" in out:
+                parts.append(str(out["text"]))
+            for key, value in out.get("data", {}).items():
+                if key.startswith("text/") or key.endswith("json"):
+                    parts.append(value if isinstance(value, str) else json.dumps(value))
+    return "\n".join(parts)
+
+
+def _solution_values(number: str) -> list[str]:
+    """The printed forms of the reference answers that are values (numbers, sympy expressions)."""
+    module = load_instructor_module("solutions", f"nb{number}")
+    forms = []
+    for ex in exercises_of(number):
+        value = getattr(module, ex.answer)
+        if isinstance(value, bool) or callable(value) or isinstance(value, str):
+            continue
+        if isinstance(value, (int, float)):
+            forms += number_forms(value)
+        elif isinstance(value, sp.Basic):
+            forms += [f for f in {sp.sstr(value), str(value), sp.latex(value)} if len(f) >= 6]
+    return forms
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
-def test_notebook_runs_in_fast_mode(source, lab_dir):
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
+def test_notebook_runs_in_fast_mode_and_shows_no_solution(source, lab_dir):
     work, timings = lab_dir
-    nb = jupytext.read(source.with_suffix(".ipynb"))
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(work)}})
-    start = time.perf_counter()
-    try:
-        client.execute()
-    except CellExecutionError as err:
-        pytest.fail(f"{source.stem} failed in fast mode:\n{str(err)[-4000:]}")
-    timings[source.stem] = time.perf_counter() - start
+    report = execute_notebook(source.with_suffix(".ipynb"), work, env=_kernel_env(work), cell_timeout=CELL_TIMEOUT,
+                              silence_s=SILENCE)
+    timings[source.stem] = report.seconds
+    nb = report.notebook
     nbformat.write(nb, work / f"{source.stem}.executed.ipynb")     # for inspection after a failure
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"{source.stem}: a cell raised {out.get('ename')}"
-    shown = _check_outputs(nb)
-    expected = len(set(CHECK_CALL.findall("\n".join(_code(source)))))
-    assert len(shown) == expected, f"{source.stem}: {len(shown)} checker results shown, expected {expected}"
-    assert all("not attempted yet" in html for html in shown), "the stubs must report 'not attempted'"
+    from qgait_lab.exercises.core import CHECK_MIME
+
+    shown = [out["data"][CHECK_MIME] for cell in nb.cells for out in cell.get("outputs", [])
+             if CHECK_MIME in out.get("data", {})]
+    assert sorted(r["exercise"] for r in shown) == sorted(ex.id for ex in exercises_of(source.stem[:2]))
+    assert all(r["status"] == "not attempted" for r in shown), "the stubs must report 'not attempted'"
+    text = _outputs_text(nb)
+    for line in solution_lines(INSTRUCTOR / "solutions")[f"nb{source.stem[:2]}"]:
+        assert line not in text, f"{source.stem}: an output shows the solution line {line!r}"
+    for form in _solution_values(source.stem[:2]):
+        assert form not in text, f"{source.stem}: an output shows the reference answer {form!r}"
 
 
 @pytest.mark.slow
-def test_notebook_03_runs_the_from_scratch_reading_when_asked(lab_dir):
-    """The parameters cell's other Fig. 5 reading, injected the way papermill does."""
-    from nbclient import NotebookClient
+@pytest.mark.parametrize("source", SOURCES, ids=EXPECTED)
+def test_check_cells_run_alone_say_what_to_run_first(source, tmp_path):
+    """Each check cell in a fresh kernel, without the cells above it: it works or names what to run."""
+    nb = nbformat.read(str(source.with_suffix(".ipynb")), as_version=4)
+    calls = check_calls(nb)
+    alone = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(nb.cells[i].source)
+                                            for i in sorted(set(calls.values()))])
+    report = execute_notebook(alone, tmp_path, env=_kernel_env(tmp_path), silence_s=SILENCE, allow_errors=True)
+    for cell in report.notebook.cells:
+        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+        said = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+        if errors:
+            assert errors[0]["ename"] == "NameError", errors[0]
+            assert "This cell needs cells that have not run yet" in said and "Exercise" in said, said
 
+
+@pytest.mark.slow
+def test_notebook_05_runs_the_from_scratch_reading_when_asked(lab_dir):
+    """The parameters cell's other Fig. 5 reading, injected the way papermill does."""
     work, _ = lab_dir
-    source = NOTEBOOK_DIR / "03_quantizers_ste_vs_soft.ipynb"
-    nb = jupytext.read(source)
+    nb = jupytext.read(NOTEBOOK_DIR / "05_ste_vs_soft.ipynb")
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell('FIG5_START = "scratch"'))
-    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb = execute_notebook(nb, work, env=_kernel_env(work), cell_timeout=CELL_TIMEOUT, silence_s=SILENCE,
+                          name="05_ste_vs_soft (scratch)").notebook
     shown = "\n".join(out.get("data", {}).get("text/markdown", "") for c in nb.cells
                        for out in c.get("outputs", []))
     assert "k = 10" in shown or "k=10" in shown, "the from-scratch report was not displayed"
