@@ -15,9 +15,9 @@
 # ---
 
 # %% [markdown]
-# # 05 · Distillation: vanilla KD against IDD, logit variance, and t-SNE
+# # 07 · Distillation: vanilla KD against IDD, logit variance, and t-SNE
 #
-# *QGait lab, notebook 5 of 6. Paper: Sec. 3.3 (Eqs. 13–15), Fig. 4, Table 3b.*
+# *QGait lab, notebook 7 of 8. Paper: Sec. 3.3 (Eqs. 13–15), Fig. 4, Table 3b.*
 #
 # A 4-bit model clusters the samples of each identity as well as the full-precision model does, but the
 # paper observes that the *distances between identities* change (Fig. 4), and that this, not the
@@ -28,30 +28,29 @@
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. state KD (Eq. 13 and the KL after it) and IDD (Eqs. 14–15), and explain the argument that KD
-#    forces σ(O_H) = σ(O_L);
-# 2. measure the variance of the logits before and after quantization and compare it with the paper's
+# 1. state KD (Eq. 13 and the KL after it) and IDD (Eqs. 14–15), and explain the paper's argument about
+#    KD and the spread of the logits (Exercise 7.3);
+# 2. implement IDD's mask and loss (Exercises 7.1 and 7.2);
+# 3. measure the variance of the logits before and after quantization and compare it with the paper's
 #    0.1033 → 0.05273;
-# 3. compare a soft fine-tune without distillation, with KD and with IDD;
-# 4. draw Fig. 4 (t-SNE of full precision, 4-bit without IDD, 4-bit with IDD) and quantify the change of
+# 4. compare a soft fine-tune without distillation, with KD and with IDD;
+# 5. draw Fig. 4 (t-SNE of full precision, 4-bit without IDD, 4-bit with IDD) and quantify the change of
 #    inter-class distances instead of only looking at it;
-# 5. implement IDD's mask and loss.
+# 6. say why our IDD normalises the distances, and check it (Exercise 7.4).
 #
-# **How to work.** Run notebook 04 first with the same `NAME` if you can: its runs are reused here.
-# Otherwise this notebook trains what it needs (about 10 minutes on a laptop CPU with `tiny-cpu`, well
-# under a minute in fast mode).
-
-# %%
-from qgait_lab.training.runtime import fast_mode
+# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`; `checks.hint("7.1")`
+# gives a first hint, `checks.hint("7.1", 2)` the next. Run notebook 06 first with the same `NAME` if
+# you can: its runs are reused here. Otherwise this notebook trains what it needs, on the lab budget by
+# default (a few minutes on two CPU cores; `notebooks/README.md` has the measured times).
 
 # %% tags=["parameters"]
-PRESET = "tiny-cpu"        # see notebook 04 for the paper presets
-NAME = "lab"               # runs/<NAME>/: the same name as notebook 04 reuses its stages
+PRESET = "tiny-cpu"        # see notebook 06 for the paper presets
+NAME = "lab"               # runs/<NAME>/: the same name as notebook 06 reuses its stages
+BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
 BITS = 4
 DEVICE = "auto"
 OVERRIDES = []             # --set style, e.g. ["data.root=/data/CASIA-B-pkl"]
 TSNE_IDENTITIES = 12       # identities shown in the t-SNE panels
-FAST = fast_mode()         # QGAIT_FAST=1 (or CI): smoke-test budgets; numbers are then meaningless
 
 # %%
 import numpy as np
@@ -59,34 +58,34 @@ import torch
 from IPython.display import Markdown, display
 
 from qgait_lab import checks
+from qgait_lab.course.budget import default_budget, notebook_config
 from qgait_lab.data.transforms import build_transform
 from qgait_lab.embedding_analysis import interclass_distance_change, tsne_2d
 from qgait_lab.evaluation import extract_features
 from qgait_lab.losses import IDDLoss
 from qgait_lab.results import markdown_table, row_from
-from qgait_lab.training.config import load_config
 from qgait_lab.training.pipeline import Experiment
 from qgait_lab.viz import histogram_figure, interclass_distance_figure, tsne_figure
 from qgait_lab.widgets import setup_matplotlib
 
 setup_matplotlib()
-# In fast mode the lab notebooks share one smaller SynthGait, so that all six run in a few minutes.
-LAB_FAST_OVERRIDES = ["data.synth={n_ids: 7, n_train: 4, frames: 6, views: ['018', '090']}", "data.frames=4"]
-overrides = list(LAB_FAST_OVERRIDES if FAST and PRESET == "tiny-cpu" else [])
-overrides += [f"name={NAME}", f"quant.bits={BITS}", f"runtime.device={DEVICE}"] + list(OVERRIDES)
-cfg = load_config(PRESET, overrides)
-print(f"preset {PRESET}{' (fast mode)' if FAST else ''}; runs under runs/{cfg.name}; "
+budget = BUDGET or default_budget(PRESET)
+overrides = [f"name={NAME}", f"quant.bits={BITS}", f"runtime.device={DEVICE}"] + list(OVERRIDES)
+cfg = notebook_config(PRESET, budget, overrides)
+print(f"preset {PRESET}, budget {budget!r}; runs under runs/{cfg.name}; "
       f"stage 2: {cfg.stage2.iterations} iterations, k {cfg.stage2.k.describe()}")
 
 # %% [markdown]
 # ## 1. KD and IDD in one page
 #
-# **Vanilla KD.** With logits O and temperature 𝒯, $q(O)^{(i)} = \exp(O^{(i)}/𝒯)/\sum_m \exp(O^{(m)}/𝒯)$
-# (Eq. 13) and the loss is $\mathrm{KL}(q(O_H)\,\|\,q(O_L))$. At its minimum the two distributions agree, so
-# for every pair of classes $O_H^{(i)} - O_H^{(j)} = O_L^{(i)} - O_L^{(j)}$: the logits agree up to a
-# constant per sample, and in particular **σ(O_H) = σ(O_L)**. Quantization shrinks the spread of the
-# logits; a KD student is pushed to undo exactly that, spending capacity on numerical differences that
-# quantization necessarily introduces.
+# **Vanilla KD.** With logits O and temperature 𝒯, the class probabilities are
+#
+# $$q(O)^{(i)} = \frac{\exp(O^{(i)}/𝒯)}{\sum_m \exp(O^{(m)}/𝒯)}, \tag{13}$$
+#
+# and the loss is $\mathrm{KL}(q(O_H)\,\|\,q(O_L)) = \sum_i q(O_H)^{(i)} \log\bigl(q(O_H)^{(i)}/q(O_L)^{(i)}\bigr)$,
+# for the high-bit teacher $O_H$ and the low-bit student $O_L$. The paper argues that a well-trained KD
+# student reaches $q(O_H) = q(O_L)$ for every sample, and that this forces **σ(O_H) = σ(O_L)**: the
+# student's logits must spread exactly as much as the teacher's (Exercise 7.3, in Section 3, asks why).
 #
 # **IDD.** For an anchor r in a batch, Eq. 14 turns the distances to the samples s of *other* identities
 # into a distribution:
@@ -94,12 +93,56 @@ print(f"preset {PRESET}{' (fast mode)' if FAST else ''}; runs under runs/{cfg.na
 # $$q^*(\mathcal X^{(r)}, \mathcal X^{(s)}) = \frac{\exp(-d(\mathcal X^{(r)}, \mathcal X^{(s)}))}{\sum_u \exp(-d(\mathcal X^{(r)}, \mathcal X^{(u)}))},
 # \qquad Y_r \ne Y_s,\ Y_r \ne Y_u, \tag{14}$$
 #
-# and Eq. 15 is the KL divergence from the teacher's to the student's $q^*$. Same-identity pairs are
-# excluded: IDD does not care how tight a cluster is, only how the clusters sit relative to each other.
-# The paper leaves three choices open; `qgait_lab.losses.IDDLoss` makes them explicit: distances per
-# horizontal part (as OpenGait measures them), a temperature τ, and a normalisation of each model's
-# distances by their mean, so that the loss ignores the overall scale of either embedding.
+# and Eq. 15 is the KL divergence from the teacher's to the student's $q^*$, averaged over the anchors.
+# Same-identity pairs are excluded: IDD does not care how tight a cluster is, only how the clusters sit
+# relative to each other. The paper leaves three choices open; `qgait_lab.losses.IDDLoss` makes them
+# explicit: distances per horizontal part (as OpenGait measures them), a temperature τ, and a
+# normalisation of each model's distances (Exercise 7.4 asks why).
 #
+# ### ✏️ Exercise 7.1: IDD's mask
+#
+# Eq. 14 keeps only the pairs (r, s) whose labels differ (which also removes r = s). Write
+# `idd_mask(labels)`: `labels` is an integer tensor of shape [n] (any integer dtype, labels in any order);
+# return a **boolean** tensor of shape [n, n] whose entry (r, s) is True when the pair enters Eq. 14.
+# Do not change `labels`.
+
+# %%
+# Exercise 7.1
+def idd_mask(labels: torch.Tensor) -> torch.Tensor:
+    """mask[r, s] is True when the pair (r, s) enters Eq. 14."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+# %%
+from qgait_lab import checks
+checks.check_idd_mask(idd_mask)
+
+# %% [markdown]
+# ### ✏️ Exercise 7.2: the IDD loss from distances
+#
+# Write `idd_from_distances(d_student, d_teacher, labels, tau)`: one part's distance matrices
+# `d_student` and `d_teacher` (float tensors of shape [n, n], entry (r, s) = d(𝒳⁽ʳ⁾, 𝒳⁽ˢ⁾)), the [n]
+# integer `labels` and a temperature `tau` > 0. Compute Eqs. 14–15 with the **raw** distances divided by
+# τ: for each anchor r, $q(r, \cdot)$ over the samples of other identities for both models, the KL
+# divergence from the teacher's $q$ to the student's, and the mean over the anchors. Return a 0-d torch
+# tensor that back-propagates into `d_student` and not into `d_teacher` (the teacher is fixed). You may
+# call your `idd_mask` and `torch.nn.functional`. The checker compares with
+# `qgait_lab.losses.idd_loss_from_distances(..., normalize="temperature")` and tests the properties
+# Eqs. 14–15 imply (for example, that changing a same-label distance changes nothing).
+
+# %%
+# Exercise 7.2
+def idd_from_distances(d_student: torch.Tensor, d_teacher: torch.Tensor, labels: torch.Tensor,
+                       tau: float = 1.0) -> torch.Tensor:
+    """Eqs. 14-15 on [n, n] distance matrices (mean over anchors)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+# %%
+from qgait_lab import checks
+checks.check_idd_loss(idd_from_distances)
+
+# %% [markdown]
 # ## 2. The models
 #
 # Full precision; LSQ-4 (STE only, the baseline); and three QGait-4 variants that share stage 1 and
@@ -112,7 +155,7 @@ exp = Experiment(cfg)
 results = {"full precision": exp.run("fp"), f"LSQ-{BITS} (STE)": exp.run("lsq")}
 for kind, label in (("none", f"QGait-{BITS}, FT only"), ("kd", f"QGait-{BITS}, FT + KD"),
                     ("idd", f"QGait-{BITS}, FT + IDD")):
-    variant = load_config(PRESET, overrides + [f"stage2.distill.kind={kind}"])
+    variant = notebook_config(PRESET, budget, overrides + [f"stage2.distill.kind={kind}"])
     results[label] = Experiment(variant).run("qgait")
 
 rows = [row_from(label, "32" if r.method == "fp" else f"w{r.bits}/a{r.bits}", r.metrics, r.bitops)
@@ -122,10 +165,45 @@ display(Markdown(markdown_table(rows)))
 # %% [markdown]
 # ## 3. The variance of the logits
 #
-# The paper reports that "the variance of logits decreases from 0.1033 to 0.05273 after quantization"
+# Section 1 stated the paper's claim: at KD's optimum the student's logits spread exactly as much as the
+# teacher's. Before measuring the spreads, work out why.
+#
+# ### ✏️ Exercise 7.3: why KD ties the logit spread
+#
+# Which statement explains why $q(O_H) = q(O_L)$ forces $\sigma(O_H) = \sigma(O_L)$? Assign the letter
+# (a string: `"a"`, `"b"`, `"c"` or `"d"`) to `kd_spread_choice`.
+#
+# * **(a)** The temperature 𝒯 divides both models' logits alike, so equal probabilities need equal
+#   logits, and equal logits have equal spreads.
+# * **(b)** Equal probabilities give equal ratios $q^{(i)}/q^{(j)}$ for every pair of classes, so every
+#   logit difference $O^{(i)} - O^{(j)}$ agrees; the logits then differ by one constant per sample, which
+#   leaves the spread unchanged.
+# * **(c)** The KL divergence is symmetric in its two arguments, so at its minimum the teacher's and the
+#   student's logit variances can swap roles and must therefore be equal.
+# * **(d)** Quantization shrinks the student's logits, and at KD's optimum the temperature 𝒯 rescales
+#   them until their spread matches the teacher's.
+
+# %%
+# Exercise 7.3
+kd_spread_choice = None  # YOUR ANSWER: "a", "b", "c" or "d"
+
+# %%
+from qgait_lab import checks
+checks.check_kd_spread_choice(kd_spread_choice)
+
+# %% [markdown]
+# **The argument.** Dividing the $i$-th probability by the $j$-th cancels the sums of Eq. 13:
+# $\exp(O_H^{(i)}/𝒯) / \exp(O_H^{(j)}/𝒯) = \exp(O_L^{(i)}/𝒯) / \exp(O_L^{(j)}/𝒯)$, so every logit difference
+# agrees, and the two logit vectors differ by one constant per sample, which changes no spread. Quantization
+# shrinks the spread of the logits; a KD student is pushed to undo exactly that, spending capacity on
+# numerical differences that quantization necessarily introduces.
+#
+# **Measuring it.** The paper reports that "the variance of logits decreases from 0.1033 to 0.05273 after quantization"
 # without saying exactly over what. GaitBase's logits are cosine similarities between the BNNeck
 # features and the class weights, in [−1, 1]; we take the variance over every logit of every test
-# sequence, class and part, computed from the models' own BNNecks on the test embeddings.
+# sequence, class and part, computed from the models' own BNNecks on the test embeddings. Each variance
+# is computed once (the population variance in float64) and printed with four significant digits, in
+# the table and in the histogram's legend alike.
 
 # %%
 transform = build_transform([], 0.0, cfg.data.cut_width, cfg.data.downsample, train=False)
@@ -139,25 +217,24 @@ features = {name: extract_features(r.model, test, transform, exp.device,
 @torch.no_grad()
 def logits_of(model, embeddings):
     model.eval()
-    return model.BNNecks(embeddings.to(exp.device))[1].float().cpu()
+    return model.BNNecks(embeddings.to(exp.device))[1].double().cpu().numpy().ravel()
 
 
 logits = {name: logits_of(r.model, features[name]) for name, r in results.items()}
-var_fp = float(logits["full precision"].var())
+variance = {name: float(values.var()) for name, values in logits.items()}   # the legend's np.var, too
 lines = ["| model | logit variance | ratio to full precision |", "|---|---:|---:|",
-         "| paper: full precision → quantized | 0.1033 → 0.05273 | 0.510 |"]
-for name, value in logits.items():
-    lines.append(f"| {name} | {float(value.var()):.5f} | {float(value.var()) / var_fp:.3f} |")
+         f"| paper: full precision → quantized | 0.1033 → 0.05273 | {0.05273 / 0.1033:.3f} |"]
+for name, value in variance.items():
+    lines.append(f"| {name} | {value:.4g} | {value / variance['full precision']:.3f} |")
 display(Markdown("\n".join(lines)))
-histogram_figure({name: v.numpy() for name, v in logits.items()}, xlabel="cosine logit",
-                 title="logits on the test set (all sequences, classes, parts)");
+histogram_figure(logits, xlabel="cosine logit", title="logits on the test set (all sequences, classes, parts)");
 
 # %% [markdown]
-# Compare the ratios with the paper's 0.51 and with the KD argument: a KD student should have a larger
-# logit variance than the fine-tune without distillation (closer to the teacher's), an IDD student need
-# not. Whether the *absolute* numbers resemble the paper's depends on the number of classes and on how
-# far training has gone; the ratio is the comparable quantity. In fast mode the models are barely
-# trained and the numbers mean nothing.
+# Read the ratios against the paper's and against the argument of Exercise 7.3: a KD student should keep a
+# larger logit variance than the fine-tune without distillation (closer to the teacher's), an IDD student
+# need not. Whether the *absolute* numbers resemble the paper's depends on the number of classes and on
+# how far training has gone; the ratio is the comparable quantity. On the fast budget the models are
+# barely trained and the numbers mean nothing.
 #
 # ## 4. Fig. 4: t-SNE, and the inter-class distances in numbers
 #
@@ -194,10 +271,37 @@ interclass_distance_figure(reference, {title: features[name] for name, title in 
 # that the 4-bit model without IDD scatters more than the one with IDD; the correlation and the mean
 # relative change above say whether that holds here, and by how much.
 #
-# **Why normalise the distances?** Full-precision and 4-bit embeddings differ in overall scale. With raw
-# distances (Eq. 14 read literally), IDD would penalise the student for its scale rather than for its
-# geometry. Measured on our embeddings: scale the student's embeddings by ½ and compare the two variants
-# of the loss.
+# ## 5. Why normalise the distances?
+#
+# `IDDLoss(normalize="mean")`, the library's default, divides each model's distance matrix (per part) by
+# its own mean distance over different-label pairs before Eq. 14; `normalize="temperature"` uses the raw
+# distances divided by τ, as Eq. 14 reads (and as your Exercise 7.2 does).
+#
+# ### ✏️ Exercise 7.4: why IDD normalises its distances
+#
+# Why does the library normalise by default? Assign the letter (a string) to `idd_normalize_choice`.
+#
+# * **(a)** Without normalisation the softmax of Eq. 14 would not sum to 1 over the other identities,
+#   so $q^*$ would not be a distribution.
+# * **(b)** Without normalisation the same-label pairs, whose distances are the smallest, would dominate
+#   the softmax and leak into the loss.
+# * **(c)** Raw distances carry each model's overall embedding scale, which quantization changes: IDD
+#   would then punish the student's scale instead of the relative geometry between identities.
+# * **(d)** The KL divergence of Eq. 15 is defined only for distances between 0 and 1, so they must be
+#   rescaled into that range.
+
+# %%
+# Exercise 7.4
+idd_normalize_choice = None  # YOUR ANSWER: "a", "b", "c" or "d"
+
+# %%
+from qgait_lab import checks
+checks.check_idd_normalize_choice(idd_normalize_choice)
+
+# %% [markdown]
+# **Measured on our embeddings.** Scale the student's embeddings by ½ and compare the two variants of the
+# loss: the mean-normalised one does not move, the raw one does, although halving every embedding
+# changes no ranking and no nearest neighbour.
 
 # %%
 student, teacher = features[f"LSQ-{BITS} (STE)"], features["full precision"]
@@ -211,48 +315,14 @@ for normalize in ("mean", "temperature"):
         assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), "mean-normalised IDD must ignore the student's scale"
 
 # %% [markdown]
-# ### ✏️ Exercise 5.1: IDD's mask
-#
-# Eq. 14 keeps only the pairs (r, s) whose labels differ (which also removes r = s). Write
-# `idd_mask(labels)` returning a boolean [n, n] tensor.
-
-# %%
-def idd_mask(labels: torch.Tensor) -> torch.Tensor:
-    """mask[r, s] is True when labels[r] != labels[s]."""
-    # YOUR CODE HERE
-    raise NotImplementedError
-
-
-checks.check_idd_mask(idd_mask)
-
-# %% [markdown]
-# ### ✏️ Exercise 5.2: the IDD loss from distances
-#
-# Given one part's distance matrices d_student and d_teacher ([n, n]), labels and a temperature τ,
-# compute Eqs. 14–15 with raw distances: for each anchor, the masked softmax of −d/τ over the other
-# identities for both models, the KL divergence from teacher to student, and the mean over anchors. Set the
-# masked entries to −inf *before* the softmax and keep the teacher out of the gradient. The checker
-# compares with `qgait_lab.losses.idd_loss_from_distances(..., normalize="temperature")` and makes sure
-# that changing a same-label distance changes nothing.
-
-# %%
-def idd_from_distances(d_student: torch.Tensor, d_teacher: torch.Tensor, labels: torch.Tensor,
-                       tau: float = 1.0) -> torch.Tensor:
-    """Eqs. 14-15 on [n, n] distance matrices (mean over anchors)."""
-    # YOUR CODE HERE
-    raise NotImplementedError
-
-
-checks.check_idd_loss(idd_from_distances)
-
-# %% [markdown]
 # ## Summary
 #
 # * KD's optimum ties the student's logit spread to the teacher's; quantization shrinks that spread, so
 #   KD fights quantization itself. Measure the variances above before you believe it.
-# * IDD transfers the teacher's relative distances to other identities, per part and (here) independent of
-#   the embeddings' scale.
+# * IDD transfers the teacher's relative distances to other identities: a masked softmax per anchor over
+#   the other identities (Eq. 14) and a KL divergence from teacher to student (Eq. 15), per part and
+#   (here) independent of the embeddings' scale.
 # * "The inter-class distances change" is a measurable statement: correlation and relative change of
 #   the centroid distances against full precision.
 #
-# **Next:** notebook 06 counts BitOPs and puts accuracy per BitOP next to the paper's Fig. 1a.
+# **Next:** notebook 08 counts BitOPs and puts accuracy per BitOP next to the paper's Fig. 1a.

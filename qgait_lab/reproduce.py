@@ -54,8 +54,8 @@ PAPER_TABLE3A = {"FIXED": (62.72, 62.02), "GROW-1": (64.88, 65.48), "GROW-2": (6
                  "GROW-3": (61.15, 58.92)}
 PAPER_TABLE3B = {"baseline": 64.80, "+KD": 64.21, "+IDD": 65.64, "+IDD+FT": 66.50}
 PAPER_TABLE1_RANK1 = {("FP32", 32): 64.40, ("DOREFA", 4): 60.00, ("PACT", 4): 59.80,
-                      ("LSQ", 4): 63.80, ("QGAIT", 4): 64.60, ("DOREFA", 8): 64.30,
-                      ("PACT", 8): 63.30, ("LSQ", 8): 64.80, ("QGAIT", 8): 66.50}
+                      ("LSQ", 4): 63.80, ("QGait", 4): 64.60, ("DOREFA", 8): 64.30,
+                      ("PACT", 8): 63.30, ("LSQ", 8): 64.80, ("QGait", 8): 66.50}
 
 
 @dataclass
@@ -159,7 +159,7 @@ def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
                      for r in rows if r["bits"] == bits}
             ranked = sorted(cells, key=lambda m: -cells[m][0])
             best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
-            holds = best.startswith("QGAIT")
+            holds = best.lower().startswith("qgait")
             line = f"- {bits}: best Rank-1 is {best} ({cells[best][0]:.2f})"
             close = False
             if second is not None:

@@ -30,7 +30,7 @@ def _row(text, label):
 def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
     report = run_reproduce("table1", seeds=2, overrides=tiny)
     text = report.path.read_text()
-    for label in ("DOREFA-4", "PACT-4", "LSQ-4", "QGAIT-4", "DOREFA-8", "QGAIT-8"):
+    for label in ("DOREFA-4", "PACT-4", "LSQ-4", "QGait-4", "DOREFA-8", "QGait-8"):
         assert " ± " in _row(text, label)
     # One shared teacher, trained once: its row has no spread, and no seed trains another.
     assert " ± " not in _row(text, "FP32") and "fine-tunes one full-precision teacher" in text
@@ -48,13 +48,13 @@ def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
 
     rows = [{"method": "FP32", "bits": "32", "rank1": 71.3},
             {"method": "PACT-4", "bits": "w4/a4", "rank1": (68.28, 0.34)},
-            {"method": "QGAIT-4", "bits": "w4/a4", "rank1": (68.56, 1.32)},
+            {"method": "QGait-4", "bits": "w4/a4", "rank1": (68.56, 1.32)},
             {"method": "LSQ-8", "bits": "w8/a8", "rank1": (72.44, 0.42)},
-            {"method": "QGAIT-8", "bits": "w8/a8", "rank1": (71.94, 0.10)}]
+            {"method": "QGait-8", "bits": "w8/a8", "rank1": (71.94, 0.10)}]
     w4, w8 = _ordering_notes("table1", rows)
     assert "0.28 ahead of PACT-4" in w4 and "do not separate" in w4
     assert w4.endswith("holds here, but only in the mean.")
-    assert "0.50 ahead of QGAIT-8" in w8 and "separate" not in w8 and "does NOT hold here" in w8
+    assert "0.50 ahead of QGait-8" in w8 and "separate" not in w8 and "does NOT hold here" in w8
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ itself while the hook runs, so per-layer policies are followed.
 The count runs on the ``meta`` device by default: only shapes flow, so the
 full-size GaitBase on 100 frames costs nothing to count.
 
-On GaitBase at 64x44 this gives 1.178 GMAC per frame, 117.83 G for 100 frames.
+On GaitBase at 64x44 this gives 1.178 GMAC per frame, 117.81 G for 100 frames.
 The paper's 118.30 G is 0.4 % higher; the gap equals BatchNorm counted at four
 operations per element, the convention of the ``thop`` profiler.  The paper's
 w8a8 and w4a4 figures are 118.30/16 and 118.30/64, i.e. every layer at the same

@@ -215,7 +215,9 @@ class MethodResult:
 
     @property
     def label(self) -> str:
-        return "FP32" if self.method == "fp" else f"{self.method.upper()}-{self.bits}"
+        if self.method == "fp":
+            return "FP32"
+        return f"{'QGait' if self.method == 'qgait' else self.method.upper()}-{self.bits}"
 
     @property
     def run_dirs(self) -> list[Path]:
