@@ -29,7 +29,7 @@ def theta_k_figure(ks: Sequence[float] = (1, 3, 5, 10), x_range: tuple[float, fl
     ax2.set(title=r"$\partial\theta_k/\partial x$ (Eq. 7): mean 1 on every unit interval",
             xlabel="x", yscale="log")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -45,7 +45,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def loss_curves_figure(runs: Mapping[str, Sequence[str | Path]], keys: Sequence[str] = ("loss",)):
     """Training curves: ``runs`` maps a label to its stage folders (concatenated in order)."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(min(10.0, 5.0 * len(keys)), 3.8), squeeze=False)
     for label, dirs in runs.items():
         offset = 0
         xs: dict[str, list] = {k: [] for k in keys}
@@ -63,14 +63,15 @@ def loss_curves_figure(runs: Mapping[str, Sequence[str | Path]], keys: Sequence[
     for ax, k in zip(axes[0], keys):
         ax.set(xlabel="iteration (stages concatenated)", ylabel=k, title=k)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def tsne_figure(panels: Mapping[str, np.ndarray], labels: np.ndarray, title: str = ""):
     """Scatter plots of 2-D embeddings, one panel per model, coloured by identity."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    side = min(4.2, 10.0 / len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels), side + 0.4), squeeze=False)
     uniq = {v: i for i, v in enumerate(sorted(set(labels.tolist())))}
     colours = np.array([uniq[v] for v in labels.tolist()])
     for ax, (name, xy) in zip(axes[0], panels.items()):
@@ -123,7 +124,7 @@ def soft_quantizer_moments_figure(k_max: float = 10.0, mark_k: float | None = No
     ax2.set(title="second-order term of Eq. 8 (Fig. 3c)", xlabel="k", yscale="log")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=10)
     if own_figure:
         fig.tight_layout()
     return fig
@@ -167,28 +168,6 @@ def quantizer_response(quantizer: torch.nn.Module, x: torch.Tensor) -> dict[str,
     return result
 
 
-def quantizer_responses_figure(responses: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
-    """One column per quantizer: forward (top) and derivatives (bottom), from :func:`quantizer_response`."""
-    n = len(responses)
-    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6.2), squeeze=False)
-    for col, (name, r) in enumerate(responses.items()):
-        top, bottom = axes[0, col], axes[1, col]
-        top.plot(r["x"], r["x"], color="grey", lw=0.8, ls=":", label="identity")
-        top.plot(r["x"], r["forward"], label="forward")
-        top.set(title=name, xlabel="input")
-        for key, values in r.items():
-            if key.startswith("d/"):
-                bottom.plot(r["x"], values, label=key.replace("d/d", "d out / d "))
-        bottom.set(xlabel="input", title="backward")
-        for ax in (top, bottom):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def interclass_distance_figure(reference, models: Mapping[str, object], labels, reference_name: str = "full precision"):
     """Inter-class centroid distances of each model against the reference's (Fig. 4's dashed lines).
 
@@ -201,7 +180,8 @@ def interclass_distance_figure(reference, models: Mapping[str, object], labels, 
     d_ref, _ = class_centroid_distances(reference, labels)
     iu = np.triu_indices_from(d_ref, k=1)
     a = d_ref[iu]
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
+    side = min(4.6, 10.0 / len(models))
+    fig, axes = plt.subplots(1, len(models), figsize=(side * len(models), side + 0.6), squeeze=False)
     for ax, (name, feats) in zip(axes[0], models.items()):
         d, _ = class_centroid_distances(feats, labels)
         b = d[iu] * (a.mean() / max(d[iu].mean(), 1e-12))
@@ -217,15 +197,15 @@ def interclass_distance_figure(reference, models: Mapping[str, object], labels, 
 
 
 def histogram_figure(values: Mapping[str, np.ndarray], xlabel: str = "", title: str = "", bins: int = 80):
-    """Overlaid density histograms, one per label (e.g. logits of several models)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    """Overlaid density histograms, one per label; the legend gives each one's variance (``np.var``, float64)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
     for name, v in values.items():
-        v = np.asarray(v, dtype=float).ravel()
+        v = np.asarray(v, dtype=np.float64).ravel()
         ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5,
                 label=f"{name} (var {v.var():.4g})")
     ax.set(xlabel=xlabel, ylabel="density", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -238,17 +218,18 @@ def bitops_per_layer_figure(costs_by_label: Mapping[str, Sequence], top: int | N
     if top is not None:
         order = np.argsort([-c.macs for c in first])[:top]
         names = [names[i] for i in sorted(order)]
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(names) * len(labels)), 4.0))
-    width = 0.8 / len(labels)
-    xs = np.arange(len(names))
+    # Horizontal bars: the layer names stay horizontal and readable at 10 pt.
+    fig, ax = plt.subplots(figsize=(10.0, max(3.5, 0.28 * len(names) * len(labels) + 1.2)))
+    height = 0.8 / len(labels)
+    ys = np.arange(len(names))
     for i, label in enumerate(labels):
         lookup = {c.name: c.bitops for c in costs_by_label[label]}
-        ax.bar(xs + i * width, [lookup.get(n, 0.0) / 1e9 for n in names], width, label=label)
-    ax.set_xticks(xs + 0.4 - width / 2, [n.replace("Backbone.forward_block.", "") for n in names],
-                  rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="BitOPs (G)", yscale="log", title="where the BitOPs go (one sequence)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+        ax.barh(ys + i * height, [lookup.get(n, 0.0) / 1e9 for n in names], height, label=label)
+    ax.set_yticks(ys + 0.4 - height / 2, [n.replace("Backbone.forward_block.", "") for n in names], fontsize=10)
+    ax.invert_yaxis()
+    ax.set(xlabel="BitOPs (G), log scale", xscale="log", title="where the BitOPs go (one sequence)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -259,13 +240,13 @@ def accuracy_per_bitop_figure(panels: Mapping[str, Sequence[Mapping]], metric: s
     ``panels`` maps a panel title to rows with ``method``, ``bitops_g`` and
     ``metric`` (percent).  Rows without BitOPs are skipped.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(10.0, 5.0 * len(panels)), 4.4), squeeze=False)
     for ax, (title, rows) in zip(axes[0], panels.items()):
         rows = [r for r in rows if r.get("bitops_g") and r.get(metric) is not None]
         names = [str(r["method"]) for r in rows]
         values = [float(r[metric]) / float(r["bitops_g"]) for r in rows]
         ax.bar(range(len(rows)), values, color="tab:blue")
-        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=10)
         ax.set(yscale="log", ylabel=f"{metric} / BitOPs (G)", title=title)
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
