@@ -330,7 +330,8 @@ def test_live_loss_plot_tracks_stages(monkeypatch):
     assert [r["x"] for r in plot.records] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert plot._stage_offsets == {"full_precision": 0, "stage2": 5}
     fig = plot.figure()
-    assert len(fig.axes[0].lines) == 3 + 2 and len(fig.axes[1].lines) == 2     # 3 losses + 2 stage markers
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "distillation loss", "k"]
+    assert [len(ax.lines) for ax in fig.axes] == [3 + 2, 1 + 2, 1 + 2]     # data lines + 2 stage markers per panel
     plt.close(fig)
 
 
