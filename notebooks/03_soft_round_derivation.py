@@ -15,32 +15,33 @@
 # ---
 
 # %% [markdown]
-# # 01 · The soft quantizer θ_k, derived and checked
+# # 03 · The soft quantizer θ_k, derived step by step
 #
-# *QGait lab, notebook 1 of 6. Paper: Sec. 3.2 (Eqs. 6–12) and Appendix A.1 (Eqs. 16–19).*
+# *QGait lab, notebook 3 of 8. Paper: Sec. 3.2 (Eqs. 6–12) and Appendix A.1 (Eqs. 16–19).*
 #
-# QGait replaces the straight-through estimator (STE) of the round function by the slope of a smooth
-# staircase θ_k, and then argues, with a short calculation, that training with θ_k from the start
-# converges worse than training with the STE. That calculation decides the whole training recipe (STE
-# first, θ_k only in a short fine-tune), so in this notebook we redo it with a computer-algebra system and
-# check every step.
+# Notebook 02 introduced the straight-through estimator (STE): in the backward pass, the round function's
+# gradient is taken to be 1. QGait replaces it by the slope of a smooth staircase θ_k, and then argues,
+# with a short calculation, that training with θ_k from the start converges worse than training with the
+# STE. That calculation decides the whole training recipe (STE first, θ_k only in a short fine-tune), so
+# in this notebook we redo it step by step with a computer-algebra system (sympy) and check every step.
 #
 # **Learning goals.** After this notebook you can
 #
 # 1. write down θ_k (Eq. 6), explain its limits k → 0 and k → ∞, and show that θ_k(n) = n at every integer;
-# 2. derive Eqs. 10, 11 and 12 and check them **symbolically and by Monte Carlo**, with assertions that
-#    would fail if an equation were wrong;
+# 2. derive Eqs. 10, 11 and 12 yourself: the integrand, its antiderivative, the bounds, and the
+#    half-angle identities that turn the result into the paper's printed form;
 # 3. redraw Fig. 3(b)(c);
-# 4. apply the chain rule to obtain the slope *with respect to the quantizer's input x*: its mean is
-#    exactly 1 and its second moment is k²·Eq. 12, and say what this changes in the paper's convergence
-#    argument (Eq. 8), and what it does not change;
+# 4. apply the chain rule to obtain the moments of the slope *with respect to the quantizer's input x*,
+#    and say what this changes in the paper's convergence argument (Eq. 8), and what it does not change;
 # 5. audit the appendix integrals (Eqs. 16–19) and produce an errata table;
 # 6. relate θ_k to DSQ's soft quantizer (Gong et al., 2019).
 #
-# **How to work.** Run the cells from top to bottom. Exercises are marked ✏️; each ends with a call to a
-# checker from `qgait_lab.checks` that tells you whether your answer is right and, if not, gives a hint.
-# All derivations are in `qgait_lab.theory`; this notebook calls them and asserts on the results, so
-# read the source of that module alongside.
+# **How to work.** Run the cells from top to bottom. Every derivation step is a sympy expression that
+# the cell displays with a label and checks with an `assert`, so a cell fails loudly if a step is wrong.
+# Exercises are marked ✏️: fill in the stub cell (`# Exercise N.M`), then run the check cell below it.
+# A failed check says what is wrong and where; `checks.hint("3.2")` gives a nudge, `checks.hint("3.2", 2)`
+# more. The library behind the derivations is `qgait_lab.theory`; its `verify_*` functions re-check
+# everything at the end.
 
 # %%
 import numpy as np
@@ -48,15 +49,22 @@ import sympy as sp
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab import checks
+from qgait_lab import checks  # noqa: F401  (the check cells import it again; this also explains NameErrors)
 from qgait_lab import theory as T
 from qgait_lab.quant.functional import soft_round, soft_round_slope
 from qgait_lab.viz import soft_quantizer_moments_figure, theta_k_figure
 from qgait_lab.widgets import setup_matplotlib
 
 setup_matplotlib()
-sp.init_printing(use_latex="mathjax")
 k, x, z, d = T.k, T.x, T.z, T.d
+zero = T.symbolically_zero          # True when sympy reduces an expression to 0
+HALF = sp.Rational(1, 2)
+
+
+def show(label, expr, lhs=None):
+    """Display one step of a derivation: its label in bold, then lhs = expr."""
+    display(Markdown(T.formula_markdown(label, expr, lhs)))
+
 
 # %% [markdown]
 # ## 1. The soft quantizer θ_k (Eq. 6)
@@ -70,7 +78,7 @@ k, x, z, d = T.k, T.x, T.z, T.d
 # right edge; the rescaling by tanh(k/2) is what makes the pieces join into a continuous staircase.
 
 # %%
-display(T.theta())
+show("Eq. 6, the soft quantizer", T.theta(), r"\theta_k(x)")
 theta_k_figure(ks=(1, 3, 5, 10));
 
 # %% [markdown]
@@ -88,15 +96,18 @@ theta_k_figure(ks=(1, 3, 5, 10));
 cell = T.theta_on_cell()
 d_pos = sp.Symbol("d_pos", positive=True)
 
-at_left_edge = sp.simplify(cell.subs(d, -sp.Rational(1, 2)))
+at_left_edge = sp.simplify(cell.subs(d, -HALF))
 limit_small_k = sp.limit(cell, k, 0)
 limit_large_k_right = sp.limit(cell.subs(d, d_pos), k, sp.oo)      # d > 0: above the threshold
 limit_large_k_left = sp.limit(cell.subs(d, -d_pos), k, sp.oo)      # d < 0: below the threshold
-display(Markdown(f"θ_k − ⌊x⌋ at d = −½: `{at_left_edge}`; as k → 0: `{limit_small_k}`; "
-                 f"as k → ∞: `{limit_large_k_right}` for d > 0 and `{limit_large_k_left}` for d < 0."))
+show("θ_k − ⌊x⌋ on one cell, as a function of d", cell, r"\theta_k(x) - \lfloor x\rfloor")
+show("at the left edge d = −½", at_left_edge, r"\theta_k - \lfloor x\rfloor\,\big|_{d=-1/2}")
+show("as k → 0", limit_small_k, r"\lim_{k\to 0}\,(\theta_k - \lfloor x\rfloor)")
+show("as k → ∞, above the threshold (d > 0)", limit_large_k_right, r"\lim_{k\to\infty}\,(\theta_k - \lfloor x\rfloor)")
+show("as k → ∞, below the threshold (d < 0)", limit_large_k_left, r"\lim_{k\to\infty}\,(\theta_k - \lfloor x\rfloor)")
 
 assert at_left_edge == 0                                   # theta_k(n) = n
-assert sp.simplify(limit_small_k - (d + sp.Rational(1, 2))) == 0   # floor(x) + d + 1/2 = x
+assert zero(limit_small_k - (d + HALF))                    # floor(x) + d + 1/2 = x
 assert limit_large_k_right == 1 and limit_large_k_left == 0        # the round function
 
 # The torch implementation used in training agrees (exactly at integers, closely at the limits).
@@ -108,23 +119,27 @@ away = (xs - torch.floor(xs) - 0.5).abs() > 0.1
 assert torch.allclose(soft_round(xs, 80.0)[away], torch.round(xs)[away], atol=1e-6)
 
 # %% [markdown]
-# ### ✏️ Exercise 1.1: implement θ_k
+# ### ✏️ Exercise 3.1: implement θ_k
 #
-# Write `theta_k(x, k)` for a tensor `x` using only `torch.floor` and `torch.tanh` (no library call). The
-# checker compares it with `qgait_lab.quant.soft_round` on 1,294 points, integers and half-integers
-# included.
+# Write `theta_k(x, k)`: `x` is a torch tensor of any shape and dtype (the checks use float64 and
+# float32), `k` a Python `float` (the checks use k from 0.0001 to 80, for the limits). Return a tensor of
+# x's shape, built with `torch.floor` and `torch.tanh` (no call of the library's `soft_round`), and leave x
+# unchanged. The checker tests the three properties above and θ_k(x + 1) = θ_k(x) + 1, then compares your
+# values with `qgait_lab.quant.soft_round` on a grid of x for k = 1, 2.5 and 7.
 
 # %%
+# Exercise 3.1
 def theta_k(x: torch.Tensor, k: float) -> torch.Tensor:
     """Eq. 6: the soft quantizer."""
     # YOUR CODE HERE
     raise NotImplementedError
 
-
+# %%
+from qgait_lab import checks
 checks.check_theta_k(theta_k)
 
 # %% [markdown]
-# ## 2. The gradient of G (Eqs. 9–10)
+# ## 2. The gradient of G (Eqs. 9–10), step by step
 #
 # The floor has zero gradient, so the backward pass sees only the tanh part. The paper names it G and
 # writes it as a function of **z = k·d**:
@@ -132,15 +147,20 @@ checks.check_theta_k(theta_k)
 # $$G(z) = \frac{\tanh z}{2\tanh(k/2)},\quad z\in[-\tfrac k2, \tfrac k2],\qquad
 # \nabla G(z) = \tfrac12 \coth\!\big(\tfrac k2\big)\,\mathrm{sech}^2 z. \tag{9, 10}$$
 #
-# `verify_eq10` differentiates Eq. 9 with sympy and compares the result with the printed Eq. 10 at a grid
-# of points and symbolically. Every `verify_*` function returns `(holds, detail)`; `holds` is True only
-# when both the numeric and the symbolic comparison agree.
+# Eq. 10 takes three steps: differentiate (sympy writes the derivative of tanh as 1 − tanh²), use
+# 1 − tanh² z = sech² z, and write 1/tanh(k/2) as coth(k/2).
 
 # %%
-display(T.G(), T.grad_G(), T.grad_G_printed())
-holds, detail = T.verify_eq10()
-print(detail)
-assert holds, "Eq. 10 does not follow from Eq. 9"
+G = T.G()
+show("Eq. 9, the tanh part of θ_k, in z = k·d", G, "G(z)")
+step_1 = sp.diff(G, z)
+show("Step 1: sympy differentiates Eq. 9 in z", step_1, r"\nabla G(z)")
+step_2 = sp.sech(z) ** 2 / (2 * sp.tanh(k / 2))
+show("Step 2: with 1 − tanh² z = sech² z", step_2, r"\nabla G(z)")
+assert zero(step_1 - step_2)
+eq10 = T.grad_G_printed()
+show("Step 3: with 1/tanh(k/2) = coth(k/2), the printed Eq. 10", eq10, r"\nabla G(z)")
+assert zero(step_2 - eq10)
 
 # %% [markdown]
 # ## 3. The first-order term (Eq. 11)
@@ -149,106 +169,225 @@ assert holds, "Eq. 10 does not follow from Eq. 9"
 #
 # $$\mathbb{E}[G(x_{t+1}) - G(x_t)] \le -\eta\,\langle \mathbb{E}(v_t), \nabla G(x_t)\rangle + \frac{\eta^2 L}{2}\,\mathbb{E}\|v_t\|^2. \tag{8}$$
 #
-# The first term is the descent we get, the second the price of noise. With z uniform on
-# [−k/2, k/2], the paper computes the mean of ∇G:
+# The first term is the descent we get, the second the price of noise. With z uniform on [−k/2, k/2],
+# the paper evaluates the square of the mean of ∇G,
 #
-# $$\mathbb{E}^2[\nabla G(z)] = \Big(\frac1k\int_{-k/2}^{k/2} \tfrac12\coth\!\big(\tfrac k2\big)\,\mathrm{sech}^2 z\,dz\Big)^2 = \frac{1}{k^2} < 1. \tag{11}$$
+# $$\mathbb{E}^2[\nabla G(z)] = \Big(\frac1k\int_{-k/2}^{k/2} \tfrac12\coth\!\big(\tfrac k2\big)\,\mathrm{sech}^2 z\,dz\Big)^2, \tag{11}$$
 #
-# Since G is an antiderivative of ∇G, the integral is G(k/2) − G(−k/2) = ½ + ½ = 1, and the mean is 1/k. `verify_eq11` evaluates the mean symbolically, estimates it by Monte Carlo (200,000 samples
-# for each of five values of k) and compares both with the printed claim.
+# and finds it below 1. Before reading the paper's value, compute the mean yourself.
+#
+# ### ✏️ Exercise 3.2: the mean of ∇G
+#
+# Give $\mathbb{E}[\nabla G(z)]$ for z ~ U[−k/2, k/2] (the mean itself, not its square) as a sympy
+# expression in `k`: use the symbol `k` of the first code cell (or any symbol named `k`; a string such as
+# `"sqrt(k)"` is read by sympy too). Derive it on paper first; the integral needs no table of integrals.
 
 # %%
-display(T.mean_grad_G())
-holds, detail = T.verify_eq11()
-print(detail)
-assert holds, "Eq. 11 is wrong"
-assert T.verify_mean_grad_G(1 / k)[0]
-
-# %% [markdown]
-# One detail: Eq. 6 allows k = 1, where E²[∇G] = 1 exactly, so "< 1" is strict only for k > 1.
-#
-# ### ✏️ Exercise 1.2: the mean of ∇G
-#
-# Give E[∇G(z)] (the mean itself, not its square) as a sympy expression in `k` (use the symbol `k`
-# defined above, or any symbol named `k`). Derive it on paper first.
+# Exercise 3.2
+mean_grad_G = None   # YOUR ANSWER: a sympy expression in k
 
 # %%
-mean_grad_G_answer = None   # YOUR ANSWER: a sympy expression in k
-
-checks.check_mean_grad_G(mean_grad_G_answer)
+from qgait_lab import checks
+checks.check_mean_grad_G(mean_grad_G)
 
 # %% [markdown]
+# ### Eq. 11, step by step
+#
+# 1. **The integrand** is ∇G(z), Eq. 10.
+# 2. **An antiderivative** is G itself (Eq. 9): ∇G is its derivative. sympy confirms it by differentiating.
+# 3. **The bounds:** G(k/2) − G(−k/2) = ½ + ½ = 1, because Eq. 9 divides by tanh(k/2) exactly so that G
+#    reaches ±½ at the cell edges.
+# 4. **The mean** divides the integral by the length k of the interval: E[∇G(z)] = 1/k, your answer to
+#    Exercise 3.2.
+# 5. **The square** is Eq. 11's printed value 1/k².
+
+# %%
+integrand_11 = T.grad_G_printed()
+show("Step 1, the integrand: Eq. 10", integrand_11, r"\nabla G(z)")
+antiderivative_11 = T.G()
+show("Step 2, an antiderivative: G itself (Eq. 9)", antiderivative_11, r"\int \nabla G(z)\,dz")
+assert zero(sp.diff(antiderivative_11, z) - integrand_11)          # it IS an antiderivative
+at_bounds_11 = antiderivative_11.subs(z, k / 2) - antiderivative_11.subs(z, -k / 2)
+show("Step 3, at the bounds: G(k/2) − G(−k/2)", at_bounds_11, r"\int_{-k/2}^{k/2} \nabla G(z)\,dz")
+assert at_bounds_11 == 1
+mean_11 = at_bounds_11 / k                                          # Step 4 (Exercise 3.2)
+assert zero(mean_11 - T.mean_grad_G())                              # the library's derivation agrees
+squared_11 = mean_11 ** 2
+show("Step 5, the square of the mean (Step 4 divides Step 3 by k)", squared_11, r"\mathbb{E}^2[\nabla G(z)]")
+assert zero(squared_11 - T.mean_grad_G_squared_printed())           # Eq. 11 as printed
+
+# %% [markdown]
+# One detail: Eq. 6 allows k = 1, where E²[∇G] = 1 exactly, so the paper's "< 1" is strict only for k > 1.
+#
 # ## 4. The second-order term (Eq. 12)
 #
 # $$\mathbb{E}[\|\nabla G(z)\|^2] = \frac1k\int_{-k/2}^{k/2}\Big(\tfrac12\coth\!\big(\tfrac k2\big)\,\mathrm{sech}^2 z\Big)^2 dz
 # = \frac{\cosh k + 2}{3k\sinh k}. \tag{12}$$
 #
-# The integral needs an antiderivative of sech⁴, which is where the appendix comes in (Section 7).
-# `theory.second_moment_grad_G()` uses tanh − tanh³/3, after sympy has confirmed by differentiation that it
-# *is* an antiderivative of sech⁴.
+# **Step 1, the integrand.** Squaring Eq. 10 gives a constant, ¼coth²(k/2), times sech⁴ z. The constant
+# comes out of the integral; what is left needs an antiderivative of sech⁴, and sympy cannot find one:
+# `sp.integrate(sp.sech(z)**4, z)` comes back unevaluated. That step is yours.
 
 # %%
-display(T.second_moment_grad_G())
-holds, detail = T.verify_eq12()
-print(detail)
-assert holds, "Eq. 12 is wrong"
+integrand_12 = T.grad_G_printed() ** 2
+show("Step 1, the integrand: Eq. 10 squared", integrand_12, r"\|\nabla G(z)\|^2")
+coefficient_12 = sp.coth(k / 2) ** 2 / 4
+show("... which is a constant times sech⁴ z; the constant", coefficient_12, r"\|\nabla G(z)\|^2 / \mathrm{sech}^4 z")
+assert zero(integrand_12 - coefficient_12 * sp.sech(z) ** 4)
+assert isinstance(sp.integrate(sp.sech(z) ** 4, z), sp.Integral)   # sympy gives up
 
 # %% [markdown]
-# **Do these assertions have teeth?** A check that cannot fail proves nothing. Feed the verifiers
-# plausible-looking wrong variants, such as a dropped factor of k or a square in the wrong place; each must be
-# refuted.
+# ### ✏️ Exercise 3.3: an antiderivative of sech⁴
+#
+# Give a function F(z) with dF/dz = sech⁴ z, as a sympy expression in `z` (the symbol `z` of the first
+# code cell, or any symbol named `z`). Any constant of integration is fine. `sp.sech`, `sp.tanh`,
+# `sp.cosh` and `sp.diff` are at hand; do it on paper, then check your F with `sp.diff` before you run
+# the check. The checker differentiates your F and compares F′ with sech⁴ at several z and symbolically.
+
+# %%
+# Exercise 3.3
+sech4_antiderivative = None   # YOUR ANSWER: a sympy expression in z
+
+# %%
+from qgait_lab import checks
+checks.check_sech4_antiderivative(sech4_antiderivative)
+
+# %% [markdown]
+# ### What you found, and Eq. 12 step by step
+#
+# With u = tanh z, du = sech² z dz and sech⁴ z dz = (1 − tanh² z)·sech² z dz = (1 − u²) du, so
+# **F(z) = tanh z − tanh³z / 3** is an antiderivative of sech⁴. The appendix writes the same function as
+# tanh z·sech² z/3 + (2/3)·tanh z (Eq. 19, first line); Section 7 checks that form and a typo in the next line.
+# With F, Eq. 12 takes four more steps:
+#
+# 2. **An antiderivative of the integrand** is ¼coth²(k/2)·F(z).
+# 3. **The bounds:** F is odd, so F(k/2) − F(−k/2) = 2F(k/2); with coth(k/2)·tanh(k/2) = 1 the integral is
+#    ½(coth(k/2) − tanh(k/2)/3).
+# 4. **The mean** divides by the length k.
+# 5. **The paper's form:** the half-angle identities tanh(k/2) = (cosh k − 1)/sinh k and
+#    coth(k/2) = (cosh k + 1)/sinh k turn the mean into (cosh k + 2)/(3k sinh k), Eq. 12 as printed.
+
+# %%
+F = T.sech4_antiderivative(z)
+assert zero(sp.diff(F, z) - sp.sech(z) ** 4)                        # F' = sech^4: F is an antiderivative
+F_named = sp.Function("F")(z)
+show("Step 2, an antiderivative of the integrand (F from Exercise 3.3)", coefficient_12 * F_named,
+     r"\int \|\nabla G(z)\|^2\,dz")
+assert zero(sp.diff(coefficient_12 * F, z) - integrand_12)
+at_bounds_12 = coefficient_12 * (F.subs(z, k / 2) - F.subs(z, -k / 2))
+show("Step 3, at the bounds ±k/2", at_bounds_12, r"\int_{-k/2}^{k/2} \|\nabla G(z)\|^2\,dz")
+tidy_12 = (sp.coth(k / 2) - sp.tanh(k / 2) / 3) / 2
+show("... and with coth(k/2)·tanh(k/2) = 1", tidy_12, r"\int_{-k/2}^{k/2} \|\nabla G(z)\|^2\,dz")
+assert zero(at_bounds_12 - tidy_12)
+mean_12 = tidy_12 / k
+show("Step 4, divided by the length k of the interval", mean_12, r"\mathbb{E}[\|\nabla G(z)\|^2]")
+
+# %%
+half_angle = T.half_angle_identities(k)
+for half, full in half_angle.items():
+    show("a half-angle identity", full, sp.latex(half))
+    assert zero(half - full)
+paper_12 = sp.together(mean_12.subs(half_angle))
+show("Step 5, with the half-angle identities: Eq. 12 as printed", paper_12, r"\mathbb{E}[\|\nabla G(z)\|^2]")
+assert sp.simplify(paper_12 - T.second_moment_grad_G_printed()) == 0
+assert zero(mean_12 - T.second_moment_grad_G())                     # the library's derivation agrees
+
+# %% [markdown]
+# **Do these assertions have teeth?** A check that cannot fail proves nothing. The library's verifiers,
+# which compare a claim with the derivation both symbolically and by a seeded Monte-Carlo estimate
+# (200,000 samples for each of five values of k), must refute plausible-looking wrong variants, such as a
+# dropped factor of k or a square in the wrong place:
 
 # %%
 wrong_variants = {
-    "Eq. 12 without the 1/k": (T.verify_eq12, (sp.cosh(k) + 2) / (3 * sp.sinh(k))),
-    "Eq. 12 with cosh k + 1": (T.verify_eq12, (sp.cosh(k) + 1) / (3 * k * sp.sinh(k))),
-    "Eq. 11 as 1/k (not squared)": (T.verify_eq11, 1 / k),
-    "Eq. 10 without coth": (T.verify_eq10, sp.sech(z) ** 2 / 2),
+    "Eq. 12 without the 1/k": T.verify_eq12((sp.cosh(k) + 2) / (3 * sp.sinh(k))),
+    "Eq. 12 with cosh k + 1": T.verify_eq12((sp.cosh(k) + 1) / (3 * k * sp.sinh(k))),
+    "Eq. 11 with the mean in place of its square": T.verify_eq11(mean_11),
+    "Eq. 10 without coth(k/2)": T.verify_eq10(sp.sech(z) ** 2 / 2),
 }
-for name, (verify, claim) in wrong_variants.items():
-    holds, detail = verify(claim)
-    print(f"{name:32s} -> holds={holds}: {detail[:110]}...")
-    assert not holds, f"the checker failed to refute {name}"
+display(Markdown("**The verifiers on wrong variants** (each must say no)\n\n" + T.checks_markdown(wrong_variants)))
+assert not any(holds for holds, _ in wrong_variants.values())
+
+display(Markdown("**The verifiers on the printed Eqs. 10–12** (each must say yes)\n\n" + T.checks_markdown(
+    {"Eq. 10": T.verify_eq10(), "Eq. 11": T.verify_eq11(), "Eq. 12": T.verify_eq12()})))
+assert T.verify_eq10()[0] and T.verify_eq11()[0] and T.verify_eq12()[0]
 
 # %% [markdown]
-# ## 5. Fig. 3(b)(c), redrawn
-#
-# The blue curves are the paper's Fig. 3(b) and 3(c): E²[∇G] falls like 1/k² and E[‖∇G‖²] stays
-# positive. The paper reads this as "the first-order (descent) term vanishes as k grows while the
-# second-order (noise) term does not", hence "STE is superior in terms of convergence". The black and red
-# curves are the same two quantities for the slope with respect to x; they are the subject of the next section.
-
-# %%
-soft_quantizer_moments_figure(k_max=10);
-
-# %% [markdown]
-# ## 6. The chain-rule reading
+# ## 5. The chain-rule reading
 #
 # The network never differentiates with respect to z. The quantizer's input is x, and inside a cell
 # z = k·d with dd/dx = 1, so
 #
 # $$\frac{\partial\theta_k}{\partial x} = k\,\nabla G(k d).$$
 #
-# Eqs. 9–12 leave this factor k out. Putting it back changes both moments (x's fractional part uniform,
-# i.e. d ~ U[−½, ½]):
-#
-# * **mean:** $\mathbb{E}_x[\partial\theta_k/\partial x] = k\cdot\tfrac1k = 1$, *exactly the STE's slope*,
-#   for every k. This also follows without any integral: θ_k rises by exactly 1 over every unit interval;
-# * **second moment:** $\mathbb{E}_x[(\partial\theta_k/\partial x)^2] = k^2\cdot\text{Eq. 12} = \dfrac{k(\cosh k + 2)}{3\sinh k}$,
-#   which tends to 1 as k → 0 (the STE) and grows like k/3 for large k.
+# Eqs. 9–12 leave this factor k out. Putting it back changes the moments, now taken over x's fractional
+# part, uniform on a unit interval (d ~ U[−½, ½]). The mean needs no integral at all: θ_k rises by exactly
+# 1 over every unit interval, so the mean slope is that rise divided by the length 1.
 
 # %%
-checks_chain = {
-    "chain rule  dθ/dx = k·G'(k d)": T.verify_chain_rule(),
-    "mean slope in x = 1": T.verify_slope_mean(),
-    "second moment in x = k (cosh k + 2)/(3 sinh k)": T.verify_slope_second_moment(),
-    "limits: 1 as k→0, ~k/3 as k→∞": T.verify_slope_asymptotics(),
-    "variance ≥ 0 (Jensen)": T.verify_slope_variance_nonnegative(),
-}
-for name, (holds, detail) in checks_chain.items():
-    print(f"{name:48s} {holds}  {detail[:90]}")
-    assert holds, name
-display(T.slope_mean(), T.slope_second_moment(), T.slope_variance())
+slope_x = sp.diff(T.theta_on_cell(), d)
+show("∂θ_k/∂x inside a cell: sympy differentiates Eq. 6 in d (dd/dx = 1)", slope_x, r"\partial\theta_k/\partial x")
+chain = k * T.grad_G_printed().subs(z, k * d)
+show("the chain rule: k times Eq. 10 at z = k·d", chain, r"k\,\nabla G(k d)")
+assert zero(slope_x - chain)
+rise = T.theta_on_cell().subs(d, HALF) - T.theta_on_cell().subs(d, -HALF)
+show("the mean slope in x: the rise of θ_k over one cell, divided by its length 1", rise,
+     r"\mathbb{E}_x[\partial\theta_k/\partial x]")
+assert rise == 1
+assert zero(k * mean_11 - rise)          # the same number as k times your E[∇G] of Exercise 3.2
+
+# %% [markdown]
+# The mean slope in x is exactly the STE's 1, for every k. The second moment is the next exercise.
+#
+# ### ✏️ Exercise 3.4: the second moment in x
+#
+# Give $\mathbb{E}_x[(\partial\theta_k/\partial x)^2]$, with d ~ U[−½, ½], as a sympy expression in `k`.
+# You may build it from `T.second_moment_grad_G_printed()` (Eq. 12 as printed) and the symbol `k`.
+
+# %%
+# Exercise 3.4
+slope_second_moment = None   # YOUR ANSWER: a sympy expression in k
+
+# %%
+from qgait_lab import checks
+checks.check_slope_second_moment(slope_second_moment)
+
+# %% [markdown]
+# ### What you found
+#
+# Square the chain rule and average over d ∈ [−½, ½]; the substitution z = k·d (dd = dz/k) maps the
+# interval onto [−k/2, k/2]:
+#
+# $$\mathbb{E}_x\big[(\partial\theta_k/\partial x)^2\big] = \int_{-1/2}^{1/2} k^2\,\nabla G(kd)^2\,dd
+# = k^2\cdot\frac1k\int_{-k/2}^{k/2}\nabla G(z)^2\,dz = k^2\cdot\text{Eq. 12} = \frac{k(\cosh k + 2)}{3\sinh k}.$$
+#
+# It tends to 1 as k → 0 (the STE) and grows like k/3 for large k. The cell below does the same
+# computation in d, with the antiderivative F(k·d)·k/4·coth²(k/2) (by the chain rule, d/dd F(kd) = k F′(kd)),
+# and asserts every step.
+
+# %%
+integrand_x = slope_x ** 2
+antiderivative_x = coefficient_12 * k ** 2 * F.subs(z, k * d) / k
+assert zero(sp.diff(antiderivative_x, d) - integrand_x)
+at_bounds_x = antiderivative_x.subs(d, HALF) - antiderivative_x.subs(d, -HALF)     # the interval has length 1
+show("the second moment in x, at the bounds d = ±½", at_bounds_x, r"\mathbb{E}_x[(\partial\theta_k/\partial x)^2]")
+assert zero(at_bounds_x - k ** 2 * T.second_moment_grad_G_printed())               # k^2 times Eq. 12
+assert zero(at_bounds_x - T.slope_second_moment())                                 # the library agrees
+display(Markdown("**Limits and variance** (the library's checks)\n\n" + T.checks_markdown(
+    {"the second moment tends to 1 as k → 0 and grows like k/3": T.verify_slope_asymptotics(),
+     "its variance (second moment − 1) is ≥ 0 for every k": T.verify_slope_variance_nonnegative()})))
+assert T.verify_slope_asymptotics()[0] and T.verify_slope_variance_nonnegative()[0]
+
+# %% [markdown]
+# ## 6. Fig. 3(b)(c), redrawn, and measured
+#
+# The blue curves are the paper's Fig. 3(b) and 3(c): E²[∇G] falls like 1/k² and E[‖∇G‖²] stays
+# positive. The paper reads this as "the first-order (descent) term vanishes as k grows while the
+# second-order (noise) term does not", hence "STE is superior in terms of convergence". The black and red
+# curves are the same two quantities for the slope with respect to x, from Section 5.
+
+# %%
+soft_quantizer_moments_figure(k_max=10);
 
 # %% [markdown]
 # The same two numbers, measured on the torch implementation that training actually uses
@@ -257,7 +396,7 @@ display(T.slope_mean(), T.slope_second_moment(), T.slope_variance())
 # %%
 gen = torch.Generator().manual_seed(0)
 samples = torch.rand(2_000_000, generator=gen, dtype=torch.float64) * 16 - 8
-rows = ["| k | mean slope (measured) | second moment (measured) | k²·Eq. 12 | Eq. 12 (paper, in z) |",
+rows = ["| k | mean slope in x (measured) | second moment in x (measured) | k²·Eq. 12 | Eq. 12 (paper, in z) |",
         "|---:|---:|---:|---:|---:|"]
 for kk in (1.0, 2.0, 3.0, 5.0, 10.0):
     s = soft_round_slope(samples, kk)
@@ -266,7 +405,7 @@ for kk in (1.0, 2.0, 3.0, 5.0, 10.0):
                 f"{float(T.second_moment_grad_G_numpy(np.array([kk]))[0]):.4f} |")
     assert abs(float(s.mean()) - 1.0) < 5e-3
     assert abs(float((s ** 2).mean()) / predicted - 1.0) < 1e-2
-display(Markdown("\n".join(rows)))
+display(Markdown("**The slope of θ_k, measured on 2,000,000 inputs**\n\n" + "\n".join(rows)))
 
 # %% [markdown]
 # ### What changes in the convergence argument, and what does not
@@ -294,28 +433,19 @@ display(Markdown("\n".join(rows)))
 # forward values.
 
 # %% [markdown]
-# ### ✏️ Exercise 1.3: the second moment in x
-#
-# Give $\mathbb{E}_x[(\partial\theta_k/\partial x)^2]$ as a sympy expression in `k`. You may build it from
-# `T.second_moment_grad_G_printed()`.
-
-# %%
-slope_second_moment_answer = None   # YOUR ANSWER: a sympy expression in k
-
-checks.check_slope_second_moment(slope_second_moment_answer)
-
-# %% [markdown]
 # ## 7. The appendix integrals (Eqs. 16–19): an errata table
 #
 # Appendix A.1 derives the antiderivatives of sech² and sech⁴ that Eqs. 11–12 need. Checking an
-# antiderivative is easy: differentiate it and compare with the integrand. `theory.appendix_errata()`
-# does this for every printed claim (numerically at sample points, and symbolically) and, where a claim
-# fails, checks a corrected form the same way. Nothing in the table below is typed in by hand: each verdict
-# is computed when the cell runs.
+# antiderivative is easy, as in Exercise 3.3: differentiate it and compare with the integrand.
+# `theory.appendix_errata()` does this for every printed claim (numerically at sample points, and
+# symbolically) and, where a claim fails, checks a corrected form the same way. Nothing in the table below
+# is typed in by hand: each verdict is computed when the cell runs.
 
 # %%
 errata = T.appendix_errata()
-display(Markdown(T.errata_markdown(errata)))
+display(Markdown("**Appendix A.1, claim by claim**\n\n" + T.errata_markdown(errata)))
+display(Markdown("**The details of each check**\n\n" + T.checks_markdown(
+    {row.equation: (row.holds, row.detail) for row in errata})))
 verdicts = {row.equation: row.holds for row in errata}
 # What sympy refutes: the reduction formula's boundary term (sinh where sech/tanh belong) and the
 # second line of Eq. 19 (sinh^2 where sech^2 belongs).  Everything else holds.
@@ -326,56 +456,94 @@ assert all(row.correction_holds for row in errata if not row.holds)
 # %% [markdown]
 # The errors are typographical: Eq. 18's boundary term should read sech^{m−2}(x)·tanh(x)/(m−1), and the
 # second line of Eq. 19 should have sech²(x) where it prints sinh²(x). The first line of Eq. 19 and the final
-# values of Eqs. 11–12 are right, so the main text does not inherit the slips. The main text's own claims
-# and this notebook's derived ones, checked by the same machinery:
-
-# %%
-main = T.main_text_checks()
-display(Markdown(T.errata_markdown(main)))
-assert all(row.holds for row in main)
-
-# %% [markdown]
+# values of Eqs. 11–12 are right, so the main text does not inherit the slips.
+#
 # ## 8. θ_k is DSQ's soft quantizer
 #
 # Differentiable Soft Quantization (DSQ, Gong et al., 2019) approximates each rounding cell
-# [l + iΔ, l + (i+1)Δ) by φ(x) = s·tanh(k(x − m_i)) around the cell centre m_i, with s = 1/tanh(kΔ/2) so that φ
-# reaches ±1 at the cell edges, and parametrises the sharpness by α = 1 − tanh(kΔ/2) (the gap between tanh at
-# the edge and its asymptote). With Δ = 1 and l = 0 this is exactly Eq. 6, and for a general step it is
-# θ_{kΔ} applied to (x − l)/Δ.
+# [l + iΔ, l + (i+1)Δ) by φ(x) = s·tanh(k(x − m_i)) around the cell centre m_i, with the scale
+# s = 1/tanh(kΔ/2), so that φ reaches ±1 at the cell edges. DSQ does not tune k directly: it parametrises
+# the sharpness by its *characteristic variable* α ∈ (0, 1), through
+#
+# $$k = \frac{1}{\Delta}\,\log\!\Big(\frac{2}{\alpha} - 1\Big).$$
+#
+# With Δ = 1 and l = 0, DSQ's soft quantizer is exactly Eq. 6 with the same k, and for a general step it is
+# θ_{kΔ} applied to (x − l)/Δ; sympy checks both (and refutes a wrong cell index):
 
 # %%
-for name, (holds, detail) in {"DSQ (Δ = 1) = θ_k": T.verify_dsq_equals_theta(),
-                              "DSQ (step Δ) = l + Δ·θ_{kΔ}((x − l)/Δ)": T.verify_dsq_general_step(),
-                              "α = 1 − tanh(k/2)": T.verify_dsq_alpha()}.items():
-    print(f"{name:42s} {holds}  {detail[:80]}")
-    assert holds, name
-# ...and a wrong cell index is caught:
-assert not T.verify_dsq_equals_theta(cell_shift=1)[0]
+dsq_checks = {"DSQ (Δ = 1, l = 0) = θ_k": T.verify_dsq_equals_theta(),
+              "DSQ (step Δ) = l + Δ·θ_{kΔ}((x − l)/Δ)": T.verify_dsq_general_step(),
+              "DSQ with the wrong cell index ≠ θ_k (must say no)": T.verify_dsq_equals_theta(cell_shift=1)}
+display(Markdown("**DSQ against Eq. 6**\n\n" + T.checks_markdown(dsq_checks)))
+assert dsq_checks["DSQ (Δ = 1, l = 0) = θ_k"][0] and dsq_checks["DSQ (step Δ) = l + Δ·θ_{kΔ}((x − l)/Δ)"][0]
+assert not dsq_checks["DSQ with the wrong cell index ≠ θ_k (must say no)"][0]
 
 # %% [markdown]
+# ### ✏️ Exercise 3.5: DSQ's α
+#
+# Which α makes DSQ (unit step, Δ = 1) the θ_k of Eq. 6? Solve DSQ's relation above for α and give it as
+# a sympy expression in `k` (`sp.exp`, `sp.log`, `sp.tanh` are at hand).
+
+# %%
+# Exercise 3.5
+dsq_alpha = None   # YOUR ANSWER: a sympy expression in k
+
+# %%
+from qgait_lab import checks
+checks.check_dsq_alpha(dsq_alpha)
+
+# %% [markdown]
+# ### What you found
+#
+# Exponentiating, 2/α − 1 = e^k, so α = 2/(1 + e^k) = **1 − tanh(k/2)**: α is the gap between the
+# unscaled tanh at the cell edge, tanh(k/2), and its asymptote 1, which is how far the soft quantizer is
+# from the hard round. DSQ's scale is then s = 1/(1 − α), the same rescaling as Eq. 6's 1/tanh(k/2).
+#
 # So QGait's contribution is not the soft quantizer itself but *where* it is used (the backward pass of a
 # short fine-tune, after STE training) and *how k moves* (the GROW schedule). DSQ learns α during
 # training; QGait schedules k.
-#
-# ### ✏️ Exercise 1.4: DSQ's α
-#
-# Express DSQ's α for a unit step as a sympy expression in `k`. Hint: compare the two scale factors.
 
 # %%
-dsq_alpha_answer = None   # YOUR ANSWER: a sympy expression in k
+alpha_from_k = sp.solve(sp.Eq(T.dsq_k_from_alpha(T.alpha, 1), k), T.alpha)
+assert len(alpha_from_k) == 1 and zero(alpha_from_k[0] - T.dsq_alpha(k, 1))
+assert zero(1 / (1 - T.dsq_alpha(k, 1)) - T.dsq_scale(k, 1))       # s = 1/(1 - alpha) = 1/tanh(k/2)
+display(Markdown("**DSQ's α, checked by the library**\n\n" + T.checks_markdown(
+    {"α solves k = log(2/α − 1), and s = 1/(1 − α) is Eq. 6's scale": T.verify_dsq_alpha()})))
 
-checks.check_dsq_alpha(dsq_alpha_answer)
+# %% [markdown]
+# ## 9. The whole main text, re-checked by the library
+#
+# Every claim this notebook derived, judged again by `qgait_lab.theory`'s verifiers (symbolically, and
+# numerically or by Monte Carlo), with the full detail of each check. Where a detail would print one of
+# your answers, the table says so instead.
+
+# %%
+final = {
+    "Eq. 10: ∇G = coth(k/2) sech²(z)/2": T.verify_eq10(),
+    "Eq. 11: E²[∇G] as printed": T.verify_eq11(),
+    "Eq. 12: E[‖∇G‖²] as printed": T.verify_eq12(),
+    "the chain rule ∂θ_k/∂x = k ∇G(k d)": T.verify_chain_rule(),
+    "the mean slope in x = 1 (the STE's)": T.verify_slope_mean(),
+    "the second moment in x (Exercise 3.4)": T.verify_slope_second_moment(),
+    "θ_k = DSQ (Δ = 1)": T.verify_dsq_equals_theta(),
+    "DSQ's α (Exercise 3.5)": T.verify_dsq_alpha(),
+}
+display(Markdown("**Main text and derived claims**\n\n"
+                 + T.checks_markdown(final, hide=[T.slope_second_moment_expected(), T.slope_second_moment()])))
+assert all(holds for holds, _ in final.values())
 
 # %% [markdown]
 # ## Summary
 #
 # * θ_k interpolates between the identity (k → 0, the STE's backward) and the round function (k → ∞) and
 #   never moves an integer.
-# * Eqs. 10, 11 and 12 are correct as printed; Appendix Eqs. 18 and 19 (second line) have typos, which
-#   sympy refutes and whose corrections it confirms.
+# * Eqs. 10, 11 and 12 are correct as printed. Each is four or five steps: the integrand, an
+#   antiderivative (G for Eq. 11, ¼coth²(k/2)·(tanh z − tanh³z/3) for Eq. 12), the bounds, the division by
+#   k, and the half-angle identities. Appendix Eqs. 18 and 19 (second line) have typos, which sympy refutes
+#   and whose corrections it confirms.
 # * In the quantizer's own variable x, the soft slope has mean 1 (same as the STE) and second moment
 #   k(cosh k + 2)/(3 sinh k) ≥ 1. The convergence penalty of θ_k is extra variance, not a smaller mean.
 # * θ_k is DSQ with α = 1 − tanh(k/2).
 #
-# **Next:** notebook 02 lets you move k, the bit-width and the step with sliders and watch the same
+# **Next:** notebook 04 lets you move k, the bit-width and the step with sliders and watch the same
 # quantities, and the quantization of a real silhouette, change.

@@ -81,13 +81,16 @@ def _config_args(p, preset_help: str = "preset name or YAML file (default: tiny-
     p.add_argument("--preset", default="tiny-cpu", help=preset_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set data.batch_p=4 (repeatable)")
+    p.add_argument("--budget", choices=["full", "lab", "fast"], default=None,
+                   help="the preset as written (full), its lab: section or its fast: section "
+                        "(default: fast under QGAIT_FAST=1, else full)")
 
 
 def _load(args, **extra):
     from .training.config import load_config
 
     values = {k: v for k, v in extra.items() if v is not None}
-    return load_config(args.preset, args.overrides, extra=values)
+    return load_config(args.preset, args.overrides, extra=values, budget=getattr(args, "budget", None))
 
 
 def _add_train(sub) -> None:
@@ -179,7 +182,7 @@ def _run_demo(args) -> int:
                                    height=64, width=44, bits=[32, 8, 4], first_last_bits=None,
                                    json=False))
     print()
-    report = run_demo(args.preset, args.overrides)
+    report = run_demo(args.preset, args.overrides, budget=args.budget)
     print(report.table)
     print(f"\nreport: {report.report_path}  ({report.seconds / 60:.1f} min)")
     return 0
@@ -211,7 +214,7 @@ def _run_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
     report = run_reproduce(args.what, args.seeds, args.preset, args.overrides, jobs=args.jobs,
-                           teacher=args.teacher)
+                           teacher=args.teacher, budget=args.budget)
     print(report.markdown)
     print(f"report: {report.path}")
     return 0

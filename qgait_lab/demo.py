@@ -98,9 +98,9 @@ class _Subset:
 
 
 def run_demo(preset: str = "tiny-cpu", overrides: list[str] | None = None,
-             callbacks: Iterable[Callback] = ()) -> DemoReport:
+             callbacks: Iterable[Callback] = (), budget: str | None = None) -> DemoReport:
     start = time.perf_counter()
-    cfg: ExperimentConfig = load_config(preset, overrides, extra={"name": "demo"})
+    cfg: ExperimentConfig = load_config(preset, overrides, extra={"name": "demo"}, budget=budget)
     exp = Experiment(cfg, callbacks)
     out = exp.root
     out.mkdir(parents=True, exist_ok=True)

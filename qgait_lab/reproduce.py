@@ -277,7 +277,7 @@ def _teacher_note(fp: MethodResult | None, source: str) -> list[str]:
 
 def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
                   overrides: Sequence[str] | None = None, jobs: int | str = "auto",
-                  teacher: str = "shared") -> ReproduceReport:
+                  teacher: str = "shared", budget: str | None = None) -> ReproduceReport:
     """Run ``what`` over ``seeds`` seeds and write ``runs/reproduce-<what>/report.md``.
 
     ``teacher="shared"`` trains the full-precision model once (in this process,
@@ -292,7 +292,7 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
     if teacher not in TEACHERS:
         raise ConfigError(f"--teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     start = time.perf_counter()
-    base = load_config(preset, list(overrides or []), extra={"name": f"reproduce-{what}"})
+    base = load_config(preset, list(overrides or []), extra={"name": f"reproduce-{what}"}, budget=budget)
     shared = teacher == "shared" and what != "fig5"
     first, then = units(what, shared)
     # No more workers than units that can run at once: a single unit is faster

@@ -710,3 +710,49 @@ def second_moment_grad_G_numpy(k_values: np.ndarray) -> np.ndarray:
 def slope_second_moment_numpy(k_values: np.ndarray) -> np.ndarray:
     """``k (cosh k + 2) / (3 sinh k)`` (second moment of d theta/dx) at an array of k."""
     return _numpy_of("slope_second_moment")(np.asarray(k_values, dtype=float))
+
+
+# ---------------------------------------------------------------------------
+# For the worked derivations of notebook 03: identities, labelled steps, check tables
+# ---------------------------------------------------------------------------
+def half_angle_identities(v: sp.Expr = k) -> dict[sp.Expr, sp.Expr]:
+    """``tanh(v/2) = (cosh v - 1) / sinh v`` and ``coth(v/2) = (cosh v + 1) / sinh v``.
+
+    The last step of Eqs. 11-12: the integrals come out in ``tanh(k/2)`` and
+    ``coth(k/2)``, the paper prints them in ``cosh k`` and ``sinh k``.  Returned
+    as a substitution ``{half-angle form: full-angle form}`` for ``expr.subs``.
+    """
+    return {sp.tanh(v / 2): (sp.cosh(v) - 1) / sp.sinh(v),
+            sp.coth(v / 2): (sp.cosh(v) + 1) / sp.sinh(v)}
+
+
+def formula_markdown(label: str, expr: sp.Expr, lhs: str | sp.Expr | None = None) -> str:
+    """One labelled step of a derivation as Markdown: the label in bold, then ``lhs = expr`` as display math.
+
+    ``lhs`` is LaTeX (a string) or a sympy expression; without it only ``expr`` is shown.
+    """
+    body = sp.latex(expr)
+    if lhs is not None:
+        body = f"{lhs if isinstance(lhs, str) else sp.latex(lhs)} = {body}"
+    return f"**{label}**\n\n$$ {body} $$"
+
+
+HIDDEN_IN_TABLES = "(an exercise's answer, not shown)"
+"""What :func:`checks_markdown` prints in place of an expression it is asked to hide."""
+
+
+def checks_markdown(rows: Mapping[str, Check], hide: Sequence[sp.Expr] = ()) -> str:
+    """``{claim: (holds, detail)}`` as a Markdown table with the full detail of every check.
+
+    The printed forms of the expressions in ``hide`` (an exercise's answer, say)
+    are replaced by :data:`HIDDEN_IN_TABLES`, so that a notebook's outputs never
+    state an answer; ``|`` in a detail is escaped so that it stays in its cell.
+    """
+    forms = sorted({f for e in hide for f in (str(e), sp.sstr(e))}, key=len, reverse=True)
+    lines = ["| claim | holds | detail |", "|---|:---:|---|"]
+    for claim, (holds, detail) in rows.items():
+        for form in forms:
+            detail = detail.replace(form, HIDDEN_IN_TABLES)
+        detail = detail.replace("|", r"\|")
+        lines.append(f"| {claim} | {'yes' if holds else '**no**'} | {detail} |")
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ the notebooks stay thin and this code is tested like the rest of the library:
 * :func:`find_data_samples`, :func:`load_sample_sequence`: the silhouettes of
   ``data_samples/`` without generating anything;
 * :func:`meaningful_gradient_fraction`, :class:`FirstLayersProbe` and
-  :func:`k_explorer`: the k-slider explorer of notebook 02 (theta_k, its slope,
+  :func:`k_explorer`: the k-slider explorer of notebook 04 (theta_k, its slope,
   the moments of Eqs. 11-12 and a real silhouette through GaitBase's first
   layers at the chosen bits);
 * :class:`LiveLossPlot`: a trainer callback that redraws the loss curves while
@@ -73,7 +73,14 @@ def setup_matplotlib(prefer_widget: bool = True) -> str:
         return "none"
     backend = "widget" if (prefer_widget and has_ipympl()) else "inline"
     ip.run_line_magic("matplotlib", backend)
+    plt.rcParams.update(READABLE_FIGURES)
     return backend
+
+
+READABLE_FIGURES = {"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 12,
+                    "axes.labelsize": 11, "legend.fontsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10}
+"""Figures at 100 dpi and fonts of at least 10 pt: a figure up to 10 in wide is shown unscaled in
+JupyterLab's output area on a 1,280-px window, so its text reads at the size it was drawn."""
 
 
 def _using_ipympl() -> bool:
@@ -182,13 +189,16 @@ class ProbeResult:
     quantized: np.ndarray        # the same after its activation quantizer
     channel: int
     step: float                  # the activation quantizer's step
-    levels_used: int             # distinct quantized values in the shown tensor
-    clipped: float               # fraction of activation elements above the top level
+    levels_used: int             # distinct quantized values in the shown channel (frame 0)
+    clipped: float               # fraction of activation elements above the top level, all channels and frames
     act_rel_error: float         # ||q(a) - a|| / ||a|| over all channels and frames
     out_rel_error: float         # ||layer1_q - layer1|| / ||layer1||: after conv1, layer1
     input_one: float             # what the input quantizer makes of a foreground pixel (1.0)
     meaningful_soft: float       # fraction of activation elements with theta_k' >= 0.1
     meaningful_ste: float        # fraction inside the clip range (STE gradient 1)
+    clipped_shown: float = 0.0   # fraction of the *shown* channel's pixels above the top level
+    clipped_mask: np.ndarray | None = None   # [h, w] True where the shown channel is clipped
+    shown_rel_error: float = 0.0  # ||q(a) - a|| / ||a|| on the shown channel only
 
 
 class FirstLayersProbe:
@@ -201,10 +211,16 @@ class FirstLayersProbe:
     :func:`qgait_lab.quant.quantize_model` (LSQ, weights and activations at the
     same bits), its steps initialised by LSQ's rule on the frames; the
     activation steps are then multiplied by ``step_scale``.
+
+    The pictures show one channel of the first activation (``channel``).  By
+    default it is a *typical* one: the channel whose clipped share at LSQ's
+    initial 4-bit step is closest to the share over all channels (the largest
+    spread breaks ties), so that the picture shows what the numbers, which are
+    taken over all channels, say.
     """
 
     def __init__(self, frames: np.ndarray | torch.Tensor, channels: Sequence[int] = (64, 128, 256, 512),
-                 n_frames: int = 2, seed: int = 0) -> None:
+                 n_frames: int = 2, seed: int = 0, channel: int | None = None) -> None:
         from .data.transforms import build_transform
         from .models import GaitBase
 
@@ -222,8 +238,17 @@ class FirstLayersProbe:
         with torch.no_grad():
             self.activation = self.float_net[:3](self.inputs)               # input of layer1.0.conv1
             self.float_out = self.float_net(self.inputs)
-        spread = self.activation.transpose(0, 1).reshape(self.activation.shape[1], -1).std(dim=1)
-        self.channel = int(torch.argmax(spread))
+        self.channel = self.typical_channel() if channel is None else int(channel)
+
+    def typical_channel(self, bits: int = 4) -> int:
+        """The channel whose clipped share at LSQ's initial step is closest to the share over all channels."""
+        a = self.activation
+        spread = a.transpose(0, 1).reshape(a.shape[1], -1).std(dim=1)
+        quantizer = self.quantized(bits)[3][0].conv1.act_quantizer
+        clipped = a / float(quantizer.step.detach()) > quantizer.bounds[1]
+        gap = (clipped.double().mean(dim=(0, 2, 3)) - clipped.double().mean()).abs()
+        closest = gap <= gap.min() + 1e-12
+        return int(torch.argmax(torch.where(closest, spread, torch.full_like(spread, -1.0))))
 
     def quantized(self, bits: int) -> nn.Module:
         """The LSQ-quantized copy at ``bits`` (built once per bit-width)."""
@@ -256,10 +281,11 @@ class FirstLayersProbe:
         c = a / step
         input_q = net[0].conv.act_quantizer
         one = float(input_q(torch.ones(1)))
-        shown = aq[0, self.channel]
+        shown, shown_float = aq[0, self.channel], a[0, self.channel]
+        clipped_here = c[0, self.channel] > hi         # exactly the pixels the picture marks
         return ProbeResult(
             bits=bits, step_scale=float(step_scale), k=float(k),
-            frame=self.inputs[0, 0].numpy(), activation=a[0, self.channel].numpy(),
+            frame=self.inputs[0, 0].numpy(), activation=shown_float.numpy(),
             quantized=shown.numpy(), channel=self.channel, step=step,
             levels_used=int(torch.unique(shown).numel()),
             clipped=float((c > hi).double().mean()),
@@ -268,89 +294,90 @@ class FirstLayersProbe:
             input_one=one,
             meaningful_soft=meaningful_gradient_fraction(c, k, lo, hi),
             meaningful_ste=float(((c > lo) & (c < hi)).double().mean()),
+            clipped_shown=float(clipped_here.double().mean()),
+            clipped_mask=clipped_here.numpy(),
+            shown_rel_error=float((shown - shown_float).norm() / shown_float.norm().clamp_min(1e-12)),
         )
 
 
+EXPLORER_WIDTH = 10.0
+"""Inches: at the default 100 dpi about the width JupyterLab shows (1,000 px), so 10 pt stays 10 pt."""
+EXPLORER_FONT = 10.0
+"""Points: the smallest text of the explorer (legends, the stats panel, colour bars)."""
+
+
 def _explorer_figsize(with_probe: bool) -> tuple[float, float]:
-    return (16.0, 7.2 if with_probe else 3.8)
+    return (EXPLORER_WIDTH, 10.2 if with_probe else 6.6)
 
 
 def explorer_figure(k: float, probe_result: ProbeResult | None = None, k_max: float = 20.0, fig=None):
     """The explorer's figure: theta_k and its slope, the moments, the meaningful fraction, the probe.
 
-    Top row: theta_k against round (Eq. 6), the slope against the STE (Eq. 7),
-    the moments of Eqs. 11-12 against k (paper's reading and chain-rule
-    reading) with the current k marked, and the fraction of uniformly spread
-    inputs whose soft gradient is still >= 0.1.  Bottom row (with a probe
-    result): the silhouette, one channel of the first activation, its
-    quantized version and the error.
+    Three rows, 10 inches wide (no text below 10 pt at the width JupyterLab
+    shows).  Top: theta_k against round (Eq. 6), its slope against the STE
+    (Eq. 7), and the share of in-range inputs whose soft gradient is still
+    >= 0.1.  Middle: the first- and second-order terms of Eq. 8 against k
+    (Eqs. 11-12 in z, the paper's reading, and the slope in x) with the current
+    k marked, and a panel of numbers.  Bottom (with a probe result): the
+    silhouette, the shown channel of the first activation, the same channel
+    after the b-bit quantizer with its clipped pixels marked, and the error,
+    each with a colour bar.  The numbers panel gives the clipped share both
+    over all channels and on the shown channel, so that picture and numbers
+    agree.
     """
     from .quant.functional import soft_round, soft_round_slope
-    from .viz import soft_quantizer_moments_figure
 
     if fig is None:
         fig = plt.figure(figsize=_explorer_figsize(probe_result is not None))
     else:
         fig.clear()
-    rows = 2 if probe_result is not None else 1
-    grid = fig.add_gridspec(rows, 5)
-    ax_theta, ax_slope = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-    ax_m1, ax_m2, ax_frac = (fig.add_subplot(grid[0, i]) for i in (2, 3, 4))
+    font = EXPLORER_FONT
+    rows = 3 if probe_result is not None else 2
+    outer = fig.add_gridspec(rows, 1, height_ratios=[1.0, 1.0, 1.12][:rows], hspace=0.42)
+    top, middle = outer[0].subgridspec(1, 3, wspace=0.32), outer[1].subgridspec(1, 3, wspace=0.32)
+    ax_theta, ax_slope, ax_frac = (fig.add_subplot(top[0, i]) for i in range(3))
+    ax_m1, ax_m2, ax_text = (fig.add_subplot(middle[0, i]) for i in range(3))
 
     x = torch.linspace(-1.5, 1.5, 1201, dtype=torch.float64)
     ax_theta.plot(x, torch.round(x), "k--", lw=1, label="round")
-    ax_theta.plot(x, soft_round(x, k), label=fr"$\theta_k$, k={k:g}")
-    ax_theta.plot(x, x, color="grey", lw=0.8, ls=":", label="identity (k→0)")
-    ax_theta.set(title=r"$\theta_k(x)$ vs round (Eq. 6)", xlabel="x")
+    ax_theta.plot(x, soft_round(x, k), label=fr"$\theta_k$, k = {k:g}")
+    ax_theta.plot(x, x, color="grey", lw=0.8, ls=":", label="identity (k → 0)")
+    ax_theta.set(title=r"$\theta_k(x)$ (Eq. 6)", xlabel="x (in steps)", ylabel=r"$\theta_k(x)$")
+    ax_theta.legend(fontsize=font, loc="upper left", handlelength=1.5)
     slope = soft_round_slope(x, k)
     ax_slope.plot(x, slope, label=r"$\partial\theta_k/\partial x$")
-    ax_slope.axhline(1.0, color="black", ls="--", lw=1, label="STE")
-    ax_slope.axhline(MEANINGFUL_SLOPE, color="tab:red", ls=":", lw=1, label="0.1 (meaningful)")
-    ax_slope.set(title="slope (Eq. 7)", xlabel="x", yscale="log", ylim=(1e-4, max(20.0, float(slope.max()) * 1.5)))
-    for ax in (ax_theta, ax_slope):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    ax_slope.axhline(1.0, color="black", ls="--", lw=1, label="STE: 1")
+    ax_slope.axhline(MEANINGFUL_SLOPE, color="tab:red", ls=":", lw=1, label="0.1")
+    ax_slope.set(title="its slope (Eq. 7)", xlabel="x (in steps)", ylabel="slope (log scale)", yscale="log",
+                 ylim=(1e-4, max(20.0, float(slope.max()) * 1.5)))
+    ax_slope.legend(fontsize=font, loc="lower center", ncol=3, handlelength=1.2, columnspacing=0.8)
 
-    soft_quantizer_moments_figure(k_max=k_max, mark_k=k, axes=(ax_m1, ax_m2))
     ks, fractions = _uniform_fraction_curve(float(k_max))
-    ax_frac.plot(ks, fractions, label="uniform input")
-    ax_frac.plot([k], [uniform_meaningful_fraction(k)], "o", color="tab:blue")
+    uniform_here = uniform_meaningful_fraction(k)
+    ax_frac.plot(ks, fractions, label=f"uniform: {uniform_here:.2f}")
+    ax_frac.plot([k], [uniform_here], "o", color="tab:blue")
     if probe_result is not None:
         share = probe_result.meaningful_soft / max(probe_result.meaningful_ste, 1e-12)
-        ax_frac.plot([k], [share], "s", color="tab:red",
-                     label=f"silhouette activations ({probe_result.bits} bit): {share:.2f}")
+        ax_frac.plot([k], [share], "s", color="tab:red", label=f"silhouette: {share:.2f}")
     ax_frac.axvline(k, color="grey", lw=0.8, ls=":")
-    ax_frac.set(title=r"in-range inputs with $\theta_k' \geq 0.1$", xlabel="k", ylim=(0, 1.05))
-    ax_frac.grid(alpha=0.3)
-    ax_frac.legend(fontsize=7)
+    ax_frac.set(title=r"share with $\theta_k' \geq 0.1$", xlabel="k", ylabel="share of in-range inputs",
+                ylim=(0, 1.05))
+    ax_frac.legend(fontsize=font, loc="lower left")
 
+    _moment_panels(ax_m1, ax_m2, k, k_max, font)
+    for ax in (ax_theta, ax_slope, ax_frac, ax_m1, ax_m2):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=font)
+        ax.xaxis.label.set_size(font)
+        ax.yaxis.label.set_size(font)
+        ax.title.set_size(font + 1)
+
+    ax_text.axis("off")
+    ax_text.text(-0.08, 1.0, _explorer_numbers(k, probe_result), va="top", ha="left", family="monospace",
+                 fontsize=font, transform=ax_text.transAxes)
     if probe_result is not None:
-        r = probe_result
-        vmax = max(float(r.activation.max()), float(r.quantized.max()), 1e-6)
-        panels = [(r.frame, "input silhouette (64x44)", "gray", 0.0, 1.0),
-                  (r.activation, f"float activation (channel {r.channel})", "viridis", 0.0, vmax),
-                  (r.quantized, f"{r.bits}-bit: {r.levels_used} levels, step {r.step:.3g}", "viridis", 0.0, vmax),
-                  (np.abs(r.quantized - r.activation), "|quantization error|", "magma", None, None)]
-        for i, (img, title, cmap, lo, hi) in enumerate(panels):
-            ax = fig.add_subplot(grid[1, i])
-            ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
-            ax.set(title=title, xticks=[], yticks=[])
-        ax = fig.add_subplot(grid[1, 4])
-        ax.axis("off")
-        ax.text(-0.05, 1.0, "\n".join([
-            f"bits {r.bits}, k {r.k:g}, step x{r.step_scale:.2g}",
-            "",
-            f"activation error {100 * r.act_rel_error:6.1f} %",
-            f"after layer1     {100 * r.out_rel_error:6.1f} %",
-            f"clipped (top)    {100 * r.clipped:6.1f} %",
-            f"input 1.0 ->     {r.input_one:8.3f}",
-            "",
-            "elements with a gradient:",
-            f"STE (in range)   {100 * r.meaningful_ste:6.1f} %",
-            f"soft, slope>=0.1 {100 * r.meaningful_soft:6.1f} %",
-            f"  = {100 * r.meaningful_soft / max(r.meaningful_ste, 1e-12):.0f} % of the STE's",
-        ]), va="top", family="monospace", fontsize=8.5)
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.93, bottom=0.06, wspace=0.35, hspace=0.35)
+        _probe_images(fig, outer[2], probe_result, font)
+    fig.subplots_adjust(left=0.075, right=0.925, top=0.955, bottom=0.03)
     return fig
 
 
@@ -411,12 +438,15 @@ class LiveLossPlot:
     """A trainer callback that redraws the loss curves of every stage while training runs.
 
     Pass it in ``Experiment(cfg, callbacks=[plot])``.  Stages are drawn one
-    after another on a shared axis (dotted lines mark where a stage starts);
-    the right panel shows k (stage 2's soft quantizer) and the distillation
-    loss when present.  Redraws at most every ``interval`` seconds (and spends at
-    most about a fifth of the time drawing); call :meth:`finish` at the end to
-    leave the final picture as a plain figure.  A stage loaded from ``runs/``
-    sends no records, so a fully cached run draws nothing.
+    after another along a shared iteration axis (dotted lines mark where a stage
+    starts).  The training losses share the top panel; the distillation loss
+    (IDD, Eqs. 14-15) and k (the soft quantizer's sharpness, Eq. 6) each get a
+    panel of their own below it, with their own labelled y axis, once a stage
+    logs them (k only where the backward pass is theta_k', not the STE).
+    Redraws at most every ``interval`` seconds (and spends at most about a fifth
+    of the time drawing); call :meth:`finish` at the end to leave the final
+    picture as a plain figure.  A stage loaded from ``runs/`` sends no records,
+    so a fully cached run draws nothing.
     """
 
     def __init__(self, keys: Sequence[str] = ("loss", "triplet", "ce"), interval: float = 2.0,
@@ -454,26 +484,37 @@ class LiveLossPlot:
             self.draw()
 
     def figure(self):
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2, 1]})
-        xs = [r["x"] for r in self.records]
+        """The losses on top; the distillation loss and k below, each on its own labelled axis."""
+        xs = np.array([r["x"] for r in self.records])
+        # The trainer logs k = 0 for an STE stage: no k to draw there.
+        ks = np.array([r.get("k") or np.nan for r in self.records], dtype=float)
+        panels = ["losses"]
+        if any("distill" in r for r in self.records):
+            panels.append("distill")
+        if np.isfinite(ks).any():
+            panels.append("k")
+        fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
+                                 figsize=(10, 3.4 + 1.8 * (len(panels) - 1)),
+                                 gridspec_kw={"height_ratios": [2] + [1] * (len(panels) - 1)})
+        axes = dict(zip(panels, axes[:, 0]))
+        ax = axes["losses"]
         for key in self.keys:
             ax.plot(xs, [r.get(key, np.nan) for r in self.records], label=key)
+        ax.set(ylabel="loss", title=self.title)
+        ax.legend(loc="best")
+        if "distill" in axes:
+            axes["distill"].plot(xs, [r.get("distill", np.nan) for r in self.records], color="tab:red")
+            axes["distill"].set(ylabel="distillation loss")
+        if "k" in axes:
+            axes["k"].plot(xs, ks, color="tab:purple")
+            axes["k"].set(ylabel="k")
+        for panel in axes.values():
+            for offset in self._stage_offsets.values():
+                panel.axvline(offset, color="grey", ls=":", lw=1)
+            panel.grid(alpha=0.3)
         for stage, offset in self._stage_offsets.items():
-            ax.axvline(offset, color="grey", ls=":", lw=1)
-            ax.text(offset, 1.0, f" {stage}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
-        ax.set(xlabel="iteration (stages one after another)", ylabel="loss", title=self.title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ks = [r.get("k", 0.0) for r in self.records]
-        if any(ks):
-            ax2.plot(xs, ks, color="tab:purple", label="k (theta_k)")
-        if any("distill" in r for r in self.records):
-            ax2.plot(xs, [r.get("distill", np.nan) for r in self.records], color="tab:green",
-                     label="distillation loss")
-        ax2.set(xlabel="iteration", title="k and distillation")
-        ax2.grid(alpha=0.3)
-        if ax2.lines:
-            ax2.legend(fontsize=8)
+            ax.text(offset, 1.0, f" {stage}", transform=ax.get_xaxis_transform(), va="top")
+        axes[panels[-1]].set(xlabel="iteration (stages one after another)")
         fig.tight_layout()
         return fig
 
@@ -545,23 +586,69 @@ def torchrun_command(nproc: int, preset: str = "tiny-cpu", method: str = "qgait"
     return cmd
 
 
-def display_command(cmd: Sequence[str]) -> str:
-    """``cmd`` as a shell line, with ``python -m torch.distributed.run`` shown as ``torchrun``."""
+def display_command(cmd: Sequence[str], wrap: bool = False) -> str:
+    """``cmd`` as a user would type it in a shell, with ``python -m torch.distributed.run`` shown as ``torchrun``.
+
+    Each argument is quoted once, and only when the shell needs it: single quotes,
+    or double quotes around an argument that holds single quotes (a YAML flow
+    mapping such as ``data.synth={views: ['018', '090']}``).  ``wrap`` puts the
+    module and each ``--set`` on a line of its own, continued with a backslash.
+    """
     parts = list(cmd)
     if len(parts) >= 3 and parts[1:3] == ["-m", "torch.distributed.run"]:
         parts = ["torchrun"] + parts[3:]
-    return shlex.join(parts)
+    words = [_shell_word(p) for p in parts]
+    if not wrap:
+        return " ".join(words)
+    lines: list[list[str]] = [[]]
+    for i, word in enumerate(words):
+        starts_module = word == "-m" and i > 0 and parts[i + 1:i + 2] != ["torch.distributed.run"]
+        if lines[-1] and (starts_module or word == "--set"):
+            lines.append([])
+        lines[-1].append(word)
+    return " \\\n    ".join(" ".join(line) for line in lines)
+
+
+def _shell_word(arg: str) -> str:
+    """One argument, quoted the way a person would quote it (and still exactly what the shell passes)."""
+    if shlex.quote(arg) == arg:
+        return arg
+    if "'" not in arg:
+        return f"'{arg}'"
+    if not any(c in arg for c in '"$`\\!'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
 
 
 def follow_command(cmd: Sequence[str], log_path: str | Path, env: Mapping[str, str] | None = None,
-                   cwd: str | Path | None = None, echo: bool = True, timeout: float | None = None) -> int:
-    """Run ``cmd``, write its combined output to ``log_path`` and echo each line as it arrives.
+                   cwd: str | Path | None = None, echo: bool = True, timeout: float | None = None,
+                   render: bool = False) -> int:
+    """Run ``cmd``, write its combined output to ``log_path`` and show each line as it arrives.
 
-    Returns the exit status; the log keeps everything for later.  ``timeout``
-    (seconds) stops the process and returns 124.
+    ``echo`` prints the lines; ``render`` (in a notebook) shows the log instead as
+    one rendered view that grows while the command runs: the Markdown tables that
+    ``qgait-lab`` prints become tables, every other line stays verbatim.  Returns
+    the exit status; the log keeps everything for later.  ``timeout`` (seconds)
+    stops the process and returns 124.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    view = None
+    if render:
+        from IPython.display import Markdown, display
+
+        view = display(Markdown(f"*running; log: `{log_path}`*"), display_id=True)
+    lines: list[str] = []
+    last_view = 0.0
+
+    def show(final: bool = False) -> None:
+        nonlocal last_view
+        if view is not None and (final or time.monotonic() - last_view > 1.0):
+            from IPython.display import Markdown
+
+            view.update(Markdown(_log_markdown(lines) or "*(the command printed nothing)*"))
+            last_view = time.monotonic()
+
     start = time.monotonic()
     with open(log_path, "w") as log, subprocess.Popen(
             list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -570,10 +657,107 @@ def follow_command(cmd: Sequence[str], log_path: str | Path, env: Mapping[str, s
         for line in proc.stdout:
             log.write(line)
             log.flush()
-            if echo:
+            lines.append(line.rstrip("\n"))
+            if echo and view is None:
                 print(line, end="", flush=True)
+            show()
             if timeout is not None and time.monotonic() - start > timeout:
                 proc.kill()
+                show(final=True)
                 print(f"\n[stopped after {timeout:.0f} s; log: {log_path}]")
                 return 124
-        return proc.wait()
+        status = proc.wait()
+    show(final=True)
+    return status
+
+
+def _log_markdown(lines: Sequence[str]) -> str:
+    """A command's output as Markdown: runs of table rows (``| ... |``) as tables, the rest verbatim."""
+    blocks: list[str] = []
+    run: list[str] = []
+    run_is_table = False
+    for line in list(lines) + [None]:      # None: flush the last run
+        is_table = line is not None and line.lstrip().startswith("|") and line.rstrip().endswith("|")
+        if line is None or (run and is_table != run_is_table):
+            if run:
+                blocks.append("\n".join(run) if run_is_table else "```text\n" + "\n".join(run) + "\n```")
+            run = []
+        if line is not None:
+            run.append(line)
+            run_is_table = is_table
+    return "\n\n".join(blocks)
+
+
+# ---------------------------------------------------------------------------
+# Pieces of the k-explorer's figure (explorer_figure)
+# ---------------------------------------------------------------------------
+def _moment_panels(ax1, ax2, k: float, k_max: float, font: float) -> None:
+    """The two terms of Eq. 8 against k: in z (Eqs. 11-12, the paper's reading) and in x (the chain rule)."""
+    from . import theory
+
+    ks = np.linspace(1.0, max(k_max, 1.5), 400)
+    here = np.array([float(k)])
+    ax1.plot(ks, theory.mean_grad_G_numpy(ks) ** 2, label="in z (Eq. 11)")
+    ax1.plot(ks, np.ones_like(ks), ls="--", color="black", label="in x = STE")
+    ax1.plot(here, theory.mean_grad_G_numpy(here) ** 2, "o", color="tab:blue")
+    ax1.set(title="Eq. 8, first-order term", xlabel="k", ylabel=r"$\mathbb{E}^2$[slope]", ylim=(0, 1.1))
+    ax2.plot(ks, theory.second_moment_grad_G_numpy(ks), label="in z (Eq. 12)")
+    ax2.plot(ks, theory.slope_second_moment_numpy(ks), color="tab:red", label="in x")
+    ax2.axhline(1.0, ls="--", color="black", label="STE")
+    ax2.plot(here, theory.second_moment_grad_G_numpy(here), "o", color="tab:blue")
+    ax2.plot(here, theory.slope_second_moment_numpy(here), "o", color="tab:red")
+    ax2.set(title="Eq. 8, second-order term", xlabel="k", ylabel=r"$\mathbb{E}$[slope$^2$] (log)", yscale="log")
+    for ax in (ax1, ax2):
+        ax.axvline(float(k), color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=font, loc="best", handlelength=1.5)
+
+
+def _explorer_numbers(k: float, r: ProbeResult | None) -> str:
+    """The text of the explorer's numbers panel (at most 30 characters a line)."""
+    from . import theory
+
+    here = np.array([float(k)])
+    lines = [f"at k = {k:g}:",
+             f" E²[∇G], z   {float(theory.mean_grad_G_numpy(here)[0] ** 2):9.3f}",
+             f" E[‖∇G‖²], z {float(theory.second_moment_grad_G_numpy(here)[0]):9.3f}",
+             f" E[slope²], x{float(theory.slope_second_moment_numpy(here)[0]):9.3f}"]
+    if r is None:
+        return "\n".join(lines)
+    share = r.meaningful_soft / max(r.meaningful_ste, 1e-12)
+    return "\n".join([
+        f"k = {k:g}, {r.bits} bits, step ×{r.step_scale:.2g}",
+        f" error, all ch.  {100 * r.act_rel_error:6.1f} %",
+        f" error, ch. {r.channel:<4d} {100 * r.shown_rel_error:6.1f} %",
+        f" after layer1    {100 * r.out_rel_error:6.1f} %",
+        f" clipped, all ch.{100 * r.clipped:6.1f} %",
+        f" clipped, ch. {r.channel:<3d}{100 * r.clipped_shown:6.1f} %",
+        f" input 1.0 → {r.input_one:.3f}",
+        "gradient reaches",
+        f" STE (in range)  {100 * r.meaningful_ste:6.1f} %",
+        f" θ_k' ≥ 0.1      {100 * r.meaningful_soft:6.1f} %",
+        f"  = {100 * share:.0f} % of the STE's",
+    ])
+
+
+def _probe_images(fig, cell, r: ProbeResult, font: float) -> None:
+    """The bottom row: silhouette, float channel, quantized channel (clipped pixels in red), error."""
+    grid = cell.subgridspec(1, 4, wspace=0.55)
+    vmax = max(float(r.activation.max()), float(r.quantized.max()), 1e-6)
+    error = np.abs(r.quantized - r.activation)
+    clipped = 100 * r.clipped_shown
+    panels = [(r.frame, "input silhouette", "gray", 0.0, 1.0, "pixel value"),
+              (r.activation, f"float, channel {r.channel}", "viridis", 0.0, vmax, "activation"),
+              (r.quantized, f"{r.bits} bits, {r.levels_used} levels\nred: clipped, {clipped:.1f} %",
+               "viridis", 0.0, vmax, "activation"),
+              (error, "|quantization\nerror|", "magma", 0.0, max(float(error.max()), 1e-6), "|error|")]
+    for i, (img, title, cmap, lo, hi, unit) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, i])
+        shown = ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
+        if i == 2 and r.clipped_mask is not None and r.clipped_mask.any():
+            # Outline the clipped pixels (those above the top level), so that their values stay visible.
+            ax.contour(r.clipped_mask.astype(float), levels=[0.5], colors="red", linewidths=1.2)
+        ax.set_title(title, fontsize=font)
+        ax.set(xticks=[], yticks=[])
+        bar = fig.colorbar(shown, ax=ax, fraction=0.08, pad=0.04)
+        bar.ax.tick_params(labelsize=font)
+        bar.set_label(unit, fontsize=font)

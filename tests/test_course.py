@@ -207,3 +207,34 @@ def test_grade_explains_bad_submissions(tmp_path):
     assert grades[0].score == 0 and "not a readable notebook" in grades[0].note
     with pytest.raises(ValueError, match="must end in .csv"):
         grade([broken], tmp_path / "g.txt", INSTRUCTOR)
+
+
+# ---------------------------------------------------------------------------
+# Budgets
+# ---------------------------------------------------------------------------
+def test_budgets_are_preset_sections_and_only_qgait_fast_picks_fast(monkeypatch):
+    from qgait_lab.course.budget import default_budget, notebook_config
+    from qgait_lab.errors import ConfigError
+    from qgait_lab.training.config import load_config
+
+    full, lab, fast = (load_config("tiny-cpu", budget=b) for b in ("full", "lab", "fast"))
+    assert fast.full_precision.iterations < lab.full_precision.iterations < full.full_precision.iterations
+    assert lab.data == full.data                          # the lab budget trains less, on the same data
+    assert notebook_config("tiny-cpu", "fast").data.synth["n_ids"] < fast.data.synth["n_ids"]
+    with pytest.raises(ConfigError, match="has no 'lab:' section"):
+        load_config("casia-b", budget="lab")
+    with pytest.raises(ConfigError, match="unknown budget 'tiny'"):
+        load_config("tiny-cpu", budget="tiny")
+    monkeypatch.delenv("QGAIT_FAST", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert load_config("tiny-cpu").full_precision.iterations == full.full_precision.iterations
+    assert default_budget("tiny-cpu") == "lab" and default_budget("casia-b") == "full"
+    monkeypatch.setenv("QGAIT_FAST", "1")
+    assert default_budget("casia-b") == "fast"
+
+
+def test_cli_budget_flag_reaches_the_config():
+    from qgait_lab.cli import _load, build_parser
+
+    args = build_parser().parse_args(["train", "--budget", "lab"])
+    assert _load(args).full_precision.iterations == 120

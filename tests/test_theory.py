@@ -173,3 +173,41 @@ def test_numpy_expressions_match_torch_soft_round():
     for kv in (1.0, 2.5, 7.0):
         np.testing.assert_allclose(soft_round(xt, kv).numpy(), th.theta_numpy(kv)(xs), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(soft_round_slope(xt, kv).numpy(), th.slope_numpy(kv)(xs), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Helpers of notebook 03's worked derivations
+# ---------------------------------------------------------------------------
+def test_half_angle_identities_hold_and_turn_eq12_into_the_printed_form():
+    identities = th.half_angle_identities()
+    assert set(identities) == {sp.tanh(k / 2), sp.coth(k / 2)}
+    for half, full in identities.items():
+        assert th.compare(half, full, {k: (0.3, 1.0, 2.5, 7.0)})[0]
+    assert not th.compare(sp.tanh(k / 2), (sp.cosh(k) + 1) / sp.sinh(k), {k: (0.3, 1.0)})[0]   # swapped
+    # Eq. 12 after the bounds, (coth(k/2) - tanh(k/2)/3) / (2k), becomes the printed form.
+    mean = (sp.coth(k / 2) - sp.tanh(k / 2) / 3) / (2 * k)
+    assert sp.together(mean.subs(identities)) == th.second_moment_grad_G_printed()
+
+
+def test_formula_markdown_labels_the_formula():
+    text = th.formula_markdown("Eq. 10 as printed", th.grad_G_printed(), r"\nabla G(z)")
+    assert text.startswith("**Eq. 10 as printed**") and r"\nabla G(z) = " in text
+    assert sp.latex(th.grad_G_printed()) in text and text.count("$$") == 2
+    assert "=" not in th.formula_markdown("only the expression", th.G()).split("$$")[1]
+
+
+def test_checks_markdown_keeps_every_detail_and_hides_what_it_is_told():
+    rows = {"Eq. 12": th.verify_eq12(), "second moment in x": th.verify_slope_second_moment(),
+            "a refuted claim": th.verify_eq12(1 / k)}
+    table = th.checks_markdown(rows)
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(rows) and all(line.count(" | ") >= 2 for line in lines[2:])
+    assert rows["Eq. 12"][1].replace("|", r"\|") in table                 # the whole detail, not cut
+    assert "| a refuted claim | **no** |" in table
+    answer = th.slope_second_moment_expected()
+    assert str(answer) in table
+    hidden = th.checks_markdown(rows, hide=[answer, th.slope_second_moment()])
+    assert str(answer) not in hidden and str(th.slope_second_moment()) not in hidden
+    assert th.HIDDEN_IN_TABLES in hidden
+    piped = th.checks_markdown({"x": (True, "a | b")})
+    assert r"a \| b" in piped
