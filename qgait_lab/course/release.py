@@ -35,17 +35,32 @@ def course_notebooks(notebooks_dir: Path) -> list[Path]:
 
 
 def solution_lines(solutions_dir: Path) -> dict[str, set[str]]:
-    """Per solutions file, its significant code lines (what must never appear in a student's copy)."""
+    """Per solutions file, the code lines of its answers (what must never appear in a student's copy).
+
+    Function bodies without their docstrings, and module-level assignments; signatures, imports and
+    comments are not answers (a stub repeats the signature).  Lines shorter than 12 characters
+    (``return out``) are too common to count.
+    """
+    import ast
+
     out = {}
     for path in sorted(solutions_dir.glob("nb*.py")):
+        text = path.read_text()
+        source = text.splitlines()
+        spans = []
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
+                                         and isinstance(node.body[0].value, ast.Constant)) else node.body
+                spans += [(stmt.lineno, stmt.end_lineno) for stmt in body]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                spans.append((node.lineno, node.end_lineno))
         lines = set()
-        for line in path.read_text().splitlines():
-            text = line.strip()
-            if len(text) < 12 or text.startswith(("#", "import ", "from ", '"""', "def ", "return None")):
-                continue
-            if text.startswith(("'", '"')) or text.endswith('"""'):
-                continue
-            lines.add(text)
+        for first, last in spans:
+            for line in source[first - 1:last]:
+                code = line.strip()
+                if len(code) >= 12 and not code.startswith("#"):
+                    lines.add(code)
         out[path.stem] = lines
     return out
 
