@@ -177,8 +177,8 @@ def test_every_notebook_runs_in_jupyterlab_without_errors_or_solutions(jupyterla
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             for notebook in ALL_NOTEBOOKS:
                 stem = notebook.stem
-                page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
-                page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+                page.goto(f"{base}/lab/tree/{notebook.name}?reset&token={token}")      # no restored tabs
+                page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=120_000)
                 page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=180_000)
                 _run_all_and_wait(page, timeout=900)
                 panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
