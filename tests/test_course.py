@@ -237,4 +237,4 @@ def test_cli_budget_flag_reaches_the_config():
     from qgait_lab.cli import _load, build_parser
 
     args = build_parser().parse_args(["train", "--budget", "lab"])
-    assert _load(args).full_precision.iterations == 120
+    assert _load(args).full_precision.iterations == 100
