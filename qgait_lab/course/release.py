@@ -34,6 +34,24 @@ def course_notebooks(notebooks_dir: Path) -> list[Path]:
     return found
 
 
+def _parse(text: str):
+    """``ast.parse``; on CPython 3.11.7's "AST constructor recursion depth mismatch" (a SystemError from a
+    recursion counter left out of step in this thread, fixed in later releases), again in a fresh thread."""
+    import ast
+    import threading
+
+    try:
+        return ast.parse(text)
+    except SystemError:
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(ast.parse(text)))
+        worker.start()
+        worker.join()
+        if not result:
+            raise
+        return result[0]
+
+
 def solution_lines(solutions_dir: Path) -> dict[str, set[str]]:
     """Per solutions file, the code lines of its answers (what must never appear in a student's copy).
 
@@ -48,7 +66,7 @@ def solution_lines(solutions_dir: Path) -> dict[str, set[str]]:
         text = path.read_text()
         source = text.splitlines()
         spans = []
-        for node in ast.parse(text).body:
+        for node in _parse(text).body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
                                          and isinstance(node.body[0].value, ast.Constant)) else node.body
