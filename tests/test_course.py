@@ -1,12 +1,14 @@
 """The instructor's side: the watchdog, `lab release`, `lab grade`, hints and the exercise registry."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import time
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 import pytest
 
 from exercise_support import INSTRUCTOR, REPO, load_instructor_module
@@ -103,6 +105,75 @@ def test_watchdog_leaves_a_slow_cell_alone(tmp_path):
     report = execute_notebook(nb, tmp_path, silence_s=1, env={"QGAIT_PROBE": "1"})
     assert report.ok and report.notebook.cells[0].outputs[0]["text"] == "done\n"
     assert report.cell_seconds[0] >= 4
+
+
+class _MissesOneWakeUp(WatchedClient):
+    """Simulates pyzmq's missed wake-up: the wait for cell 1's reply sleeps its whole timeout
+    although the reply has arrived, then finds it (what pyzmq's poll does at its timeout)."""
+
+    async def async_start_new_kernel_client(self):
+        kc = await NotebookClient.async_start_new_kernel_client(self)     # unsliced, then the fault
+        real, self.fault_armed = kc.shell_channel.get_msg, False
+
+        async def get_msg(timeout=None):
+            if self.fault_armed:
+                self.fault_armed = False
+                await asyncio.sleep(3600 if timeout is None else timeout)
+                return await real(timeout=0)
+            return await real(timeout=timeout)
+
+        kc.shell_channel.get_msg = get_msg
+        if self.poll_slice_s is not None:
+            self._slice_polls(kc)
+        return kc
+
+    async def _arm(self, cell, cell_index):
+        self.fault_armed = cell_index == 1
+        await super()._arm(cell, cell_index)
+
+
+def _two_cells():
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                           nbformat.v4.new_code_cell("y = x + 1\nprint(y)")])
+
+
+def test_a_missed_wake_up_costs_one_poll_slice_not_the_cell_timeout(tmp_path):
+    report = execute_notebook(_two_cells(), tmp_path, cell_timeout=300, client_class=_MissesOneWakeUp)
+    assert report.ok and report.notebook.cells[1].outputs[0]["text"] == "2\n"
+    assert report.cell_seconds[1] < 150          # without slices it is the whole 300 s (next test)
+
+
+def test_without_slices_a_missed_wake_up_waits_out_the_cell_timeout(tmp_path):
+    """The stall as it was seen: the whole cell timeout, after which the run goes on and passes."""
+    report = execute_notebook(_two_cells(), tmp_path, cell_timeout=6, poll_slice_s=None,
+                              client_class=_MissesOneWakeUp)
+    assert report.ok and report.notebook.cells[1].outputs[0]["text"] == "2\n"
+    assert report.cell_seconds[1] >= 6
+
+
+def test_sliced_get_msg_keeps_the_timeout_contract():
+    from queue import Empty
+
+    from qgait_lab.course.execute import sliced_get_msg
+
+    calls = []
+
+    async def never(timeout=None):
+        calls.append(timeout)
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    get = sliced_get_msg(never, 0.05)
+    start = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(get(timeout=0.3))
+    assert time.monotonic() - start >= 0.3
+    assert len(calls) >= 5 and max(calls) <= 0.05
+
+    async def soon(timeout=None):
+        return {"msg": "reply"}
+
+    assert asyncio.run(sliced_get_msg(soon, 0.05)(timeout=None)) == {"msg": "reply"}
 
 
 # ---------------------------------------------------------------------------
