@@ -38,14 +38,17 @@
 # budget (the default) takes a few minutes on two CPU cores (`notebooks/README.md` has the measured
 # times), `"full"` is the preset as written. Finished stages are cached by their settings under
 # `runs/<NAME>/`, so rerunning the notebook (or notebooks 05, 07 and 08, which use the same `NAME`) reuses
-# them instead of training again; an interrupted stage resumes from its last checkpoint. Exercises (✏️)
+# them instead of training again; an interrupted stage resumes from its last checkpoint. If you have
+# CASIA-B in OpenGait's layout, set `PRESET = "casia-b-cpu"`, `DATA_ROOT` and `PARTITION`: the same
+# quarter-width model trains on real silhouettes at 32×22 (its full budget is about 25 minutes of training
+# on two cores, see the README). Exercises (✏️)
 # are checked by `qgait_lab.checks`; `checks.hint("6.1")` gives a first hint.
 
 # %% tags=["parameters"]
-PRESET = "tiny-cpu"        # tiny-cpu (SynthGait, CPU) | casia-b | gait3d | grew | oumvlp
+PRESET = "tiny-cpu"        # tiny-cpu (SynthGait, CPU) | casia-b-cpu (real CASIA-B, CPU) | casia-b | gait3d | grew | oumvlp
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
-DATA_ROOT = None           # paper presets: the OpenGait-format dataset folder; tiny-cpu: where SynthGait is cached
-PARTITION = None           # paper presets: the partition json (TRAIN_SET / TEST_SET)
+DATA_ROOT = None           # real datasets (casia-b-cpu, the paper presets): the OpenGait-format folder
+PARTITION = None           # its partition json (TRAIN_SET / TEST_SET; Gait3D's also has PROBE_SET)
 METHOD = "qgait"           # fp | lsq | dorefa | pact | qgait
 BITS = 4                   # weights and activations (the paper: 4 or 8)
 FP_ITERATIONS = None       # None: the budget's iterations for each stage
@@ -69,7 +72,7 @@ from qgait_lab.course.budget import NOTEBOOK_FAST_OVERRIDES, default_budget, not
 from qgait_lab.data import gei_baseline
 from qgait_lab.demo import result_rows
 from qgait_lab.results import markdown_table
-from qgait_lab.training.pipeline import Experiment
+from qgait_lab.training.pipeline import Experiment, input_size
 from qgait_lab.widgets import LiveLossPlot, display_command, follow_command, setup_matplotlib, torchrun_command
 
 setup_matplotlib()
@@ -112,7 +115,7 @@ exp = Experiment(cfg)
 print(f"device: {exp.device}")
 print(f"train: {len(exp.train_set)} sequences of {exp.train_set.num_classes} subjects; "
       f"test: {len(exp.test_set)} sequences of {exp.test_set.num_classes} subjects")
-gei = gei_baseline(exp.test_set, downsample=cfg.data.downsample == 2) if cfg.data.protocol == "casia-b" else None
+gei = gei_baseline(exp.test_set, downsample=cfg.data.downsample == 2) if cfg.data.layout == "casia-b" else None
 if gei is not None:
     print(gei.summary())
 
@@ -318,16 +321,16 @@ else:
 # table is read from them, at their full budget:
 
 # %%
-lines = ["| preset | P×K | frames | input | FP iterations (milestones) | stage 1 | stage 2 | k schedule | protocol |",
+lines = ["| preset | P×K | frames | input | FP iterations (milestones) | stage 1 | stage 2 | k schedule | layout |",
          "|---|---|---|---|---|---|---|---|---|"]
-for name in ("tiny-cpu", "casia-b", "oumvlp", "grew", "gait3d"):
+for name in ("tiny-cpu", "casia-b-cpu", "casia-b", "oumvlp", "grew", "gait3d"):
     c = notebook_config(name, "full")
     frames = (f"{c.data.frames} fixed" if c.data.frames_mode == "fixed"
               else f"{c.data.frames_min}-{c.data.frames_max} unfixed")
-    size = f"{64 // c.data.downsample}x{44 // c.data.downsample}"   # Gait3D is stored 64x44, the others cut to it
+    size = "x".join(map(str, input_size(c)))   # the model's input: 64x44 after OpenGait's cut, or 32x22
     lines.append(f"| {name} | {c.data.batch_p}×{c.data.batch_k} | {frames} | {size} | "
                  f"{c.full_precision.iterations} ({', '.join(map(str, c.full_precision.optim.milestones))}) | "
-                 f"{c.stage1.iterations} | {c.stage2.iterations} | {c.stage2.k.describe()} | {c.data.protocol} |")
+                 f"{c.stage1.iterations} | {c.stage2.iterations} | {c.stage2.k.describe()} | {c.data.layout} |")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -335,8 +338,10 @@ display(Markdown("\n".join(lines)))
 #
 # * **Data.** The paper presets read OpenGait's pickled layout: set `DATA_ROOT` to the folder made by
 #   OpenGait's `pretreatment.py` and `PARTITION` to its partition json (e.g. `CASIA-B.json`,
-#   `Gait3D.json`). Frames are 64×64 for CASIA-B, OU-MVLP and GREW, cut to 64×44 by the transform; Gait3D
-#   stores 64×44 already (`cut_width: false`).
+#   `Gait3D.json`). The preset's `data.layout` says how the dataset is stored and evaluated
+#   (`qgait_lab.data.layouts`). CASIA-B and OU-MVLP are stored 64×64 and GREW 64×44; Gait3D is stored
+#   64×64 by OpenGait's pretreatment, or 64×44. As in OpenGait, the cut follows the stored width
+#   (W // 64 · 10 columns a side), so every dataset reaches the model at 64×44.
 # * **Batch (P×K).** P identities × K sequences each. CASIA-B uses 8×16 with 30 frames fixed (a small
 #   dataset with many sequences per subject); Gait3D and GREW use 32×4 with 10–50 and 20–40 frames
 #   sampled per sequence ("unfixed"); OU-MVLP 32×8 with 30 frames. The paper states 32×4 for Gait3D, GREW

@@ -49,7 +49,7 @@ NAME = "lab"               # runs/<NAME>/: the same name as notebook 06 reuses i
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
 BITS = 4
 DEVICE = "auto"
-OVERRIDES = []             # --set style, e.g. ["data.root=/data/CASIA-B-pkl"]
+OVERRIDES = []             # --set style, e.g. ["quant.per_channel=true"]
 TSNE_IDENTITIES = 12       # identities shown in the t-SNE panels
 
 # %%
@@ -59,12 +59,11 @@ from IPython.display import Markdown, display
 
 from qgait_lab import checks
 from qgait_lab.course.budget import default_budget, notebook_config
-from qgait_lab.data.transforms import build_transform
 from qgait_lab.embedding_analysis import interclass_distance_change, tsne_2d
 from qgait_lab.evaluation import extract_features
 from qgait_lab.losses import IDDLoss
 from qgait_lab.results import markdown_table, row_from
-from qgait_lab.training.pipeline import Experiment
+from qgait_lab.training.pipeline import Experiment, eval_transform
 from qgait_lab.viz import histogram_figure, interclass_distance_figure, tsne_figure
 from qgait_lab.widgets import setup_matplotlib
 
@@ -206,7 +205,7 @@ checks.check_kd_spread_choice(kd_spread_choice)
 # the table and in the histogram's legend alike.
 
 # %%
-transform = build_transform([], 0.0, cfg.data.cut_width, cfg.data.downsample, train=False)
+transform = eval_transform(cfg)
 test = exp.test_set
 labels = np.asarray(test.labels)
 features = {name: extract_features(r.model, test, transform, exp.device,

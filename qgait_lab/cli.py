@@ -12,6 +12,8 @@ EXAMPLES = {
     "bitops": """examples:
   qgait-lab bitops --model gaitbase --frames 100 --classes 3000
   qgait-lab bitops --frames 100 --bits 32 8 4 --json
+  qgait-lab bitops --frames 120 --classes 20000              # GREW, Table 2a: 141.96 G
+  qgait-lab bitops --convention conv-linear                  # MACs of conv and linear layers only
   qgait-lab bitops --channels 16 32 64 128 --height 32 --width 22 --frames 30""",
     "sanity": """examples:
   qgait-lab sanity            # checks of the quantizers on random data""",
@@ -31,6 +33,9 @@ def _add_bitops(sub) -> None:
     p.add_argument("--bits", type=int, nargs="+", default=[32, 8, 4], help="bit-widths to count")
     p.add_argument("--first-last-bits", type=int, default=None,
                    help="bits of the first and last layer (default: same as the rest)")
+    p.add_argument("--convention", choices=["paper", "conv-linear"], default=None,
+                   help="what counts: 'paper' (default) adds BatchNorm at 4 ops per output element and "
+                   "reproduces Tables 1-2; 'conv-linear' counts conv and linear MACs only")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_run_bitops)
 
@@ -40,8 +45,10 @@ def _run_bitops(args) -> int:
 
     from .models import PAPER_CHANNELS, build_model
     from .quant import LayerPolicy
-    from .quant.bitops import bitops_table, format_bitops_table, gaitbase_inference_layers
+    from .quant.bitops import (PAPER_CONVENTION, bitops_table, format_bitops_table, gaitbase_inference_layers,
+                               get_convention)
 
+    convention = get_convention(getattr(args, "convention", None) or PAPER_CONVENTION)
     if args.frames < 1:
         raise QGaitError(f"--frames must be >= 1, got {args.frames}")
     channels = tuple(args.channels or PAPER_CHANNELS)
@@ -49,16 +56,20 @@ def _run_bitops(args) -> int:
     if args.first_last_bits is not None:
         fl = (args.first_last_bits, args.first_last_bits)
         policy = LayerPolicy(first_layer_bits=fl, last_layer_bits=fl)
-    rows = bitops_table(lambda: build_model(args.model, num_classes=args.classes, channels=channels),
-                        [torch.zeros(1, args.frames, args.height, args.width)], args.bits,
-                        policy=policy, include=gaitbase_inference_layers)
+    def shapes_only():  # the count needs shapes only: build on the meta device, skipping the weight init
+        with torch.device("meta"):
+            return build_model(args.model, num_classes=args.classes, channels=channels)
+
+    rows = bitops_table(shapes_only, [torch.zeros(1, args.frames, args.height, args.width)], args.bits,
+                        policy=policy, include=gaitbase_inference_layers, convention=convention.name)
     if args.json:
         print(json.dumps({"model": args.model, "frames": args.frames, "classes": args.classes,
                           "channels": list(channels), "input": [args.height, args.width],
-                          "rows": rows}, indent=2))
+                          "convention": convention.name, "rows": rows}, indent=2))
     else:
         print(f"{args.model}: channels {list(channels)}, {args.frames} frames of "
               f"{args.height}x{args.width}, inference path (BNNeck head excluded)")
+        print(f"convention {convention.name!r}: {convention.description}")
         print(format_bitops_table(rows))
     return 0
 
@@ -117,10 +128,13 @@ Runs are written to runs/<name>/; an interrupted run continues where it stopped.
 def _run_train(args) -> int:
     from .results import markdown_table
     from .training.distributed import distributed_session
-    from .training.pipeline import Experiment
+    from .training.pipeline import Experiment, run_banner
+    from .training.runtime import is_main_process
 
     quant = {"bits": args.bits} if args.bits is not None else None
     cfg = _load(args, method=args.method, name=args.name, quant=quant)
+    if is_main_process():
+        print(run_banner(cfg), flush=True)
     with distributed_session(cfg.runtime.device) as main_process:
         result = Experiment(cfg).run()
         if main_process:
@@ -147,10 +161,11 @@ def _add_eval(sub) -> None:
 
 
 def _run_eval(args) -> int:
-    from .training.pipeline import evaluate_checkpoint
+    from .training.pipeline import evaluate_checkpoint, run_banner
 
     quant = {"bits": args.bits} if args.bits is not None else None
     cfg = _load(args, method=args.method, quant=quant)
+    print(run_banner(cfg), file=sys.stderr if args.json else sys.stdout, flush=True)
     metrics = evaluate_checkpoint(cfg, args.checkpoint, args.method)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -172,10 +187,17 @@ Writes runs/demo/report.md and the figures theta_k.png, loss_curves.png, tsne.pn
     p.set_defaults(func=_run_demo)
 
 
+def _fast_notice(args) -> None:
+    """Demo and reproduce say first when they run on the smoke-test budget."""
+    if _load(args).budget == "fast":
+        print("FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run.", flush=True)
+
+
 def _run_demo(args) -> int:
     from .demo import run_demo
     from .quant.sanity import format_report, run_sanity_checks
 
+    _fast_notice(args)
     if not args.no_sanity:
         print(format_report(run_sanity_checks()), "\n")
     _run_bitops(argparse.Namespace(model="gaitbase", frames=100, classes=3000, channels=None,
@@ -213,6 +235,7 @@ def _add_reproduce(sub) -> None:
 def _run_reproduce(args) -> int:
     from .reproduce import run_reproduce
 
+    _fast_notice(args)
     report = run_reproduce(args.what, args.seeds, args.preset, args.overrides, jobs=args.jobs,
                            teacher=args.teacher, budget=args.budget)
     print(report.markdown)

@@ -20,7 +20,7 @@ from .embedding_analysis import interclass_distance_change, tsne_2d
 from .evaluation import extract_features
 from .results import markdown_table, row_from
 from .training.config import ExperimentConfig, load_config
-from .training.pipeline import Experiment, MethodResult, make_evaluator
+from .training.pipeline import Experiment, MethodResult, eval_transform, input_size, make_evaluator
 from .training.runtime import fast_mode
 from .training.trainer import Callback
 
@@ -62,8 +62,7 @@ def write_figures(exp: Experiment, results: Sequence[MethodResult], out: Path) -
     ids = sorted(set(np.asarray(test.labels)[keep].tolist()))[:12]
     keep &= np.isin(np.asarray(test.labels), ids)
     subset = _Subset(test, np.flatnonzero(keep))
-    from .data.transforms import build_transform
-    transform = build_transform([], 0.0, exp.cfg.data.cut_width, exp.cfg.data.downsample, train=False)
+    transform = eval_transform(exp.cfg)
     feats = {r.label: extract_features(r.model, subset, transform, exp.device) for r in results}
     labels = np.asarray(subset.labels)
     names = {"fp": "full precision", "lsq": "4-bit (LSQ, no IDD)", "qgait": "4-bit + IDD (QGait)"}
@@ -128,8 +127,7 @@ def _report_text(preset, cfg, table, distances, results, seconds, figures) -> st
     return "\n".join([
         "# qgait-lab demo report", "",
         f"Preset `{preset}`, {mode}; wall time {seconds / 60:.1f} min.",
-        f"Data: {cfg.data.dataset}, input {64 // cfg.data.downsample}x"
-        f"{(44 if cfg.data.cut_width else 64) // cfg.data.downsample}, GaitBase channels "
+        f"Data: {cfg.data.dataset}, input {'x'.join(map(str, input_size(cfg)))}, GaitBase channels "
         f"{list(cfg.model.channels)}.", "",
         "## Results (CASIA-B protocol on the test identities, cross-view)", "",
         "BitOPs are for one 100-frame sequence at this input size and width (paper Sec. 4.1). "

@@ -7,7 +7,12 @@
 * :func:`casia_b_protocol`: CASIA-B's cross-view table (gallery ``nm-01..04``;
   probes NM ``nm-05/06``, BG ``bg-01/02``, CL ``cl-01/02``), with a same-view
   variant.
+  OU-MVLP uses the same table with its own types (:data:`OUMVLP_GALLERY`, :data:`OUMVLP_PROBES`).
 * :func:`gait3d_protocol`: probe/gallery ranking for Gait3D-style datasets.
+* :func:`real_scene_protocol`: one gallery type against one probe type, all views
+  pooled (GREW's labelled evaluation, OpenGait's ``evaluate_real_scene``).
+
+Which protocol a dataset uses is recorded in :mod:`qgait_lab.data.layouts`.
 
 Conventions:
 
@@ -44,7 +49,14 @@ __all__ = [
     "casia_b_retrieval",
     "evaluate_features",
     "extract_features",
+    "gait3d_probe_mask",
     "gait3d_protocol",
+    "GREW_GALLERY",
+    "GREW_PROBES",
+    "OUMVLP_GALLERY",
+    "OUMVLP_PROBES",
+    "PROTOCOLS",
+    "real_scene_protocol",
     "pairwise_distance",
     "rank_metrics",
 ]
@@ -316,6 +328,42 @@ def casia_b_protocol(
     return result
 
 
+#: OU-MVLP's gallery and probe types (OpenGait's ``single_view_gallery_evaluation``).
+OUMVLP_GALLERY: tuple[str, ...] = ("01",)
+OUMVLP_PROBES: dict[str, tuple[str, ...]] = {"NM": ("00",)}
+
+#: GREW's labelled gallery and probe types (OpenGait's ``evaluate_real_scene``).
+GREW_GALLERY: tuple[str, ...] = ("01",)
+GREW_PROBES: tuple[str, ...] = ("02",)
+
+
+def real_scene_protocol(
+    features: np.ndarray | torch.Tensor,
+    labels: Sequence[str] | np.ndarray,
+    types: Sequence[str] | np.ndarray,
+    gallery_types: Sequence[str] = GREW_GALLERY,
+    probe_types: Sequence[str] = GREW_PROBES,
+    metric: Metric = "euc",
+    ks: Sequence[int] = (1, 5, 10, 20),
+) -> RankResult:
+    """Probes of ``probe_types`` ranked against the gallery of ``gallery_types``, views pooled.
+
+    OpenGait's ``evaluate_real_scene`` (GREW: gallery ``01``, probe ``02``): every
+    probe counts, so one whose identity has no gallery sequence is a miss.
+    """
+    labels, types = (np.asarray(a).astype(str) for a in (labels, types))
+    feats = _as_parts(features, "features")
+    if not len(labels) == len(types) == feats.shape[0]:
+        raise ValueError("features, labels and types must describe the same sequences")
+    p_idx = np.flatnonzero(np.isin(types, list(probe_types)))
+    g_idx = np.flatnonzero(np.isin(types, list(gallery_types)))
+    if len(p_idx) == 0 or len(g_idx) == 0:
+        raise ValueError(f"no probe ({list(probe_types)}) or no gallery ({list(gallery_types)}) sequence "
+                         "among the test sequences' types")
+    dist = pairwise_distance(feats[torch.as_tensor(p_idx)], feats[torch.as_tensor(g_idx)], metric)
+    return rank_metrics(dist, labels[p_idx], labels[g_idx], ks=ks, unmatched="miss")
+
+
 def gait3d_protocol(
     features: np.ndarray | torch.Tensor,
     labels: Sequence[str] | np.ndarray,
@@ -362,6 +410,7 @@ def extract_features(
     batch_sequences: int = 16,
     max_frames: int | None = 720,
     amp: bool = True,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Embeddings ``[n, c, p]`` of every sequence of ``dataset``, in dataset order.
 
@@ -373,7 +422,7 @@ def extract_features(
 
     Under ``torch.distributed`` each rank embeds every ``world_size``-th
     sequence and the shares are gathered, so every rank returns the full,
-    ordered tensor.
+    ordered tensor.  ``progress`` shows a bar over this rank's sequences.
     """
     device = torch.device(device)
     rank, world = _dist_info()
@@ -381,6 +430,10 @@ def extract_features(
     was_training = model.training
     model.eval()
     chunks: list[torch.Tensor] = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(mine), desc="embedding test sequences", unit="seq", leave=False,
+               disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, len(mine), batch_sequences):
             seqs = []
@@ -395,7 +448,9 @@ def extract_features(
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 out = model(packed, seq_len)
             chunks.append(out["embeddings"].float().cpu())
+            bar.update(len(seqs))
     finally:
+        bar.close()
         model.train(was_training)
     feats = torch.cat(chunks, 0) if chunks else torch.empty(0)
     if world == 1:
@@ -451,38 +506,52 @@ def casia_b_retrieval(
                       num_probes=n_probes, num_matched=n_matched)
 
 
+#: The protocols :func:`evaluate_features` knows (``DatasetLayout.protocol``).
+PROTOCOLS: tuple[str, ...] = ("casia-b", "oumvlp", "grew", "gait3d")
+
+
+def gait3d_probe_mask(dataset) -> np.ndarray:
+    """Which test sequences are Gait3D probes: ``"<id>-<type>-<view>"`` listed in ``PROBE_SET``."""
+    partition = getattr(dataset, "partition", None)
+    probes = set(getattr(partition, "probe_set", ()) or ())
+    if not probes:
+        where = getattr(dataset, "root", "the dataset")
+        raise ValueError(f"{where}: the gait3d protocol needs the partition json's PROBE_SET "
+                         "(the probe sequences, \"<id>-<type>-<view>\"), and none was given")
+    keys = ["-".join(k) for k in zip(dataset.labels, dataset.types, dataset.views)]
+    return np.isin(np.asarray(keys), list(probes))
+
+
 def evaluate_features(features: torch.Tensor, dataset, protocol: str = "casia-b",
                       metric: Metric = "euc") -> dict[str, float]:
     """A flat dict of metrics (percent) for the embeddings of a test split.
 
-    ``"casia-b"``: Rank-1 per condition (NM, BG, CL, cross-view, identical views
-    excluded) and their mean, plus pooled cross-view Rank-1/5/10, mAP and mINP.
-    ``"gait3d"``: probes against the gallery; the probes are the sequences whose
-    type is listed under ``PROBE_SET`` in the partition json, or, without one,
-    the first sequence of each identity (documented, deterministic).
+    * ``"casia-b"``: Rank-1 per condition (NM, BG, CL, cross-view, identical views
+      excluded) and their mean, plus pooled cross-view Rank-1/5/10, mAP and mINP;
+    * ``"oumvlp"``: the same table with OU-MVLP's types (gallery ``01``, probe
+      ``00``): ``NM`` and ``mean_rank1``, plus the pooled cross-view metrics;
+    * ``"grew"``: gallery ``01`` against probe ``02``: Rank-1/5/10/20, mAP, mINP;
+    * ``"gait3d"``: the ``PROBE_SET`` sequences against the other test
+      sequences: Rank-1/5/10, mAP, mINP.
     """
     labels, types, views = dataset.labels, dataset.types, dataset.views
     out: dict[str, float] = {}
-    if protocol == "casia-b":
-        table = casia_b_protocol(features, labels, types, views, metric)
+    if protocol in ("casia-b", "oumvlp"):
+        gallery, probes = ((CASIA_B_GALLERY, CASIA_B_PROBES) if protocol == "casia-b"
+                           else (OUMVLP_GALLERY, OUMVLP_PROBES))
+        table = casia_b_protocol(features, labels, types, views, metric, gallery_types=gallery,
+                                 probe_types=probes)
         for cond, value in table.mean.items():
             out[cond] = value
         out["mean_rank1"] = float(np.nanmean(list(table.mean.values())))
-        ranked = casia_b_retrieval(features, labels, types, views, metric)
+        ranked = casia_b_retrieval(features, labels, types, views, metric, gallery_types=gallery,
+                                   probe_types=probes)
+    elif protocol == "grew":
+        ranked = real_scene_protocol(features, labels, types, metric=metric)
     elif protocol == "gait3d":
-        probe_types = set(getattr(getattr(dataset, "partition", None), "probe_set", None) or [])
-        if probe_types:
-            is_probe = np.isin(np.asarray(types), list(probe_types))
-        else:
-            seen: set = set()
-            is_probe = np.zeros(len(labels), dtype=bool)
-            for i, label in enumerate(labels):
-                if label not in seen:
-                    is_probe[i] = True
-                    seen.add(label)
-        ranked = gait3d_protocol(features, labels, is_probe, metric)
+        ranked = gait3d_protocol(features, labels, gait3d_probe_mask(dataset), metric)
     else:
-        raise ValueError(f"unknown protocol {protocol!r}; expected 'casia-b' or 'gait3d'")
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     for k, value in ranked.rank.items():
         out[f"rank{k}"] = value
     out["mAP"], out["mINP"] = ranked.mAP, ranked.mINP

@@ -228,7 +228,7 @@ class FirstLayersProbe:
         if sils.dim() != 3:
             raise ValueError(f"frames must be [T, H, W], got {tuple(sils.shape)}")
         pick = np.linspace(0, len(sils) - 1, num=min(n_frames, len(sils))).round().astype(int)
-        transform = build_transform([], 0.0, cut=sils.shape[-1] == 64, downsample=1, train=False)
+        transform = build_transform([], 0.0, downsample=1, train=False)
         self.inputs = transform(sils[pick], None).unsqueeze(1)          # [n, 1, 64, 44] in [0, 1]
         torch.manual_seed(seed)
         block = GaitBase(num_classes=1, channels=tuple(channels)).Backbone.forward_block

@@ -23,7 +23,7 @@ def workdir(tmp_path_factory):
 
 
 def tiny_config(workdir, *extra):
-    return load_config("tiny-cpu", TINY + [f"data.root={workdir / 'data'}",
+    return load_config("tiny-cpu", TINY + [f"data.synth_dir={workdir / 'data'}",
                                            f"runtime.runs_dir={workdir / 'runs'}", *extra])
 
 

@@ -94,15 +94,20 @@ def add_pretreat_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p = subparsers.add_parser(
         "pretreat",
         help="turn FRAMES_ROOT/<id>/<type>/<view>/*.png into OpenGait's pkl layout",
-        description="Align silhouette frames as OpenGait does (drop near-empty frames, crop rows, "
-        "resize to height 64, centre on the column median of mass) and write "
-        "OUTPUT/<id>/<type>/<view>/<view>.pkl.",
+        description="Align silhouette frames exactly as OpenGait's datasets/pretreatment.py does (drop "
+        "near-empty frames, crop rows, resize to height --size with OpenCV's INTER_CUBIC, centre on the column "
+        "median of mass, drop frames centred on column 0) and write OUTPUT/<id>/<type>/<view>/<view>.pkl. "
+        "Frames are read in plain sorted name order; files whose name contains gei.png are skipped.",
     )
     p.add_argument("--input", type=Path, required=True, help="FRAMES_ROOT with <id>/<type>/<view>/*.png")
     p.add_argument("--output", type=Path, required=True, help="PKL_ROOT to write")
-    p.add_argument("--size", type=int, default=64, help="output frame size (default 64)")
+    p.add_argument("--size", type=int, default=64,
+                   help="output frame height and width (default 64; an odd size gives one column less, as OpenGait)")
     p.add_argument("--min-sum", type=float, default=10_000.0,
                    help="drop frames whose intensity sum is at most this (default 10000, ~40 pixels)")
+    p.add_argument("--no-align", dest="align", action="store_false",
+                   help="keep every frame as read, without dropping, cropping or resizing: GREW, which is "
+                   "stored aligned (OpenGait's --dataset GREW); --size and --min-sum are then unused")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.set_defaults(func=run_pretreat)
     return p
@@ -111,8 +116,13 @@ def add_pretreat_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def run_pretreat(args: argparse.Namespace) -> int:
     """Run ``pretreat``; returns the exit status."""
     from qgait_lab.data.pretreat import pretreat_tree
+    from qgait_lab.errors import ConfigError
 
-    report = pretreat_tree(args.input, args.output, size=args.size, min_sum=args.min_sum, workers=args.workers)
+    if args.size < 2:
+        raise ConfigError(f"--size must be at least 2, got {args.size}")
+    report = pretreat_tree(
+        args.input, args.output, size=args.size, min_sum=args.min_sum, workers=args.workers, align=args.align
+    )
     print(report)
     for folder in report.empty_sequences[:10]:
         print(f"  skipped (no usable frame): {folder}")

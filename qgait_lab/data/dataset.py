@@ -23,6 +23,7 @@ a packed tensor with ``torch.split(sils, seqL.tolist(), dim=1)``.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Sequence
 
@@ -34,7 +35,7 @@ from qgait_lab.data.opengait import FRAME_SIZE, Partition, SequenceInfo, load_si
 from qgait_lab.data.transforms import SequenceTransform
 from qgait_lab.errors import DataFormatError
 
-__all__ = ["FrameSampling", "GaitCollate", "GaitDataset", "GaitSample", "sample_frames"]
+__all__ = ["FrameSampling", "GaitCollate", "GaitDataset", "GaitSample", "SequenceCache", "sample_frames"]
 
 Split = Literal["train", "test", "all"]
 FrameSampling = Literal["fixed", "unfixed", "all"]
@@ -48,6 +49,67 @@ class GaitSample(NamedTuple):
     info: SequenceInfo
 
 
+class SequenceCache:
+    """Loaded sequences kept in memory, least recently used first out, bounded in bytes.
+
+    Args:
+        max_bytes: the most bytes of arrays held (``arr.nbytes`` summed), or
+            ``None`` for no bound.  A single array larger than the bound is
+            not kept.
+
+    :meth:`get` counts as a use: it moves the entry to the most recent end.
+    :meth:`put` evicts from the least recent end until the new entry fits.
+    """
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1 or None, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[int]:
+        """The keys held, least recently used first."""
+        return list(self._items)
+
+    def get(self, key: int) -> np.ndarray | None:
+        array = self._items.get(key)
+        if array is not None:
+            self._items.move_to_end(key)
+        return array
+
+    def put(self, key: int, array: np.ndarray) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        if self.max_bytes is not None:
+            if array.nbytes > self.max_bytes:
+                return
+            while self.nbytes + array.nbytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self.nbytes -= evicted.nbytes
+        self._items[key] = array
+        self.nbytes += array.nbytes
+
+    def __repr__(self) -> str:
+        bound = "unbounded" if self.max_bytes is None else f"max_bytes={self.max_bytes}"
+        return f"SequenceCache({len(self)} sequences, {self.nbytes} bytes, {bound})"
+
+
+def _make_cache(cache: bool | int) -> SequenceCache | None:
+    if isinstance(cache, bool):
+        return SequenceCache() if cache else None
+    if not isinstance(cache, (int, np.integer)) or cache < 0:
+        raise ValueError(f"cache must be True, False or a number of bytes >= 0, got {cache!r}")
+    return SequenceCache(int(cache)) if cache else None
+
+
 class GaitDataset(Dataset):
     """The sequences of one split of an OpenGait-layout dataset.
 
@@ -57,8 +119,14 @@ class GaitDataset(Dataset):
             ``None`` to use ``root/partition.json`` when it exists.
         split: ``"train"``, ``"test"`` or ``"all"`` (every id in the
             partition, or every id found when there is no partition).
-        cache: keep loaded arrays in memory (per process: each DataLoader
-            worker keeps its own copy).
+        cache: keep loaded arrays in memory.  ``False`` (or 0): never;
+            ``True``: every sequence loaded (unbounded, like OpenGait's
+            ``data_cfg.cache`` in opengait/data/dataset.py, which loads the
+            whole split up front); an int ``n > 0``: a least-recently-used
+            cache of at most ``n`` bytes of frames (:class:`SequenceCache`).
+            The cache is per process: each DataLoader worker holds its own
+            copy of the dataset and fills its own cache, so ``w`` workers
+            may together hold ``w`` times the bound.
         frame_size: required ``(H, W)`` of the stored frames, ``None`` for any.
         types, views: keep only these sequence types / views.
 
@@ -76,7 +144,7 @@ class GaitDataset(Dataset):
         partition: Partition | str | os.PathLike[str] | None = None,
         split: Split = "train",
         *,
-        cache: bool = False,
+        cache: bool | int = False,
         frame_size: tuple[int, int] | None = FRAME_SIZE,
         types: Sequence[str] | None = None,
         views: Sequence[str] | None = None,
@@ -108,7 +176,7 @@ class GaitDataset(Dataset):
         self.views = [s.view for s in seqs]
         self.label_index = np.array([lookup[s.label] for s in seqs], dtype=np.int64)
         self.frame_size = frame_size
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.cache: SequenceCache | None = _make_cache(cache)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -120,11 +188,13 @@ class GaitDataset(Dataset):
 
     def load(self, index: int) -> np.ndarray:
         """The ``uint8`` frames ``[T, H, W]`` of item *index*."""
-        if self._cache is not None and index in self._cache:
-            return self._cache[index]
+        if self.cache is not None:
+            cached = self.cache.get(index)
+            if cached is not None:
+                return cached
         sils = load_silhouettes(self.sequences[index].path, self.frame_size)
-        if self._cache is not None:
-            self._cache[index] = sils
+        if self.cache is not None:
+            self.cache.put(index, sils)
         return sils
 
     def __getitem__(self, index: int) -> GaitSample:

@@ -203,15 +203,27 @@ def _load_npz(path: Path) -> Any:
 # --------------------------------------------------------------------------
 
 
+FrameSizes = tuple[int, int] | Sequence[tuple[int, int]] | None
+
+
+def _allowed_sizes(frame_size: FrameSizes) -> list[tuple[int, int]] | None:
+    if frame_size is None:
+        return None
+    if len(frame_size) == 2 and all(isinstance(v, int) for v in frame_size):
+        return [tuple(frame_size)]
+    return [tuple(size) for size in frame_size]
+
+
 def validate_silhouettes(
-    array: Any, source: str | os.PathLike[str], frame_size: tuple[int, int] | None = FRAME_SIZE
+    array: Any, source: str | os.PathLike[str], frame_size: FrameSizes = FRAME_SIZE
 ) -> np.ndarray:
     """Check that *array* is a silhouette sequence and return it as ``uint8``.
 
     Args:
         array: the object read from a file.
         source: the file it came from; every error message starts with it.
-        frame_size: required ``(H, W)``; ``None`` accepts any size.
+        frame_size: required ``(H, W)``, or a list of accepted sizes (Gait3D
+            is stored 64 x 64 or 64 x 44); ``None`` accepts any size.
 
     Returns:
         a C-contiguous ``uint8`` array of shape ``[T, H, W]`` with ``T >= 1``.
@@ -227,10 +239,11 @@ def validate_silhouettes(
         raise DataFormatError(f"{where}: expected 3 dimensions (T, H, W), got shape {array.shape}")
     if array.shape[0] == 0:
         raise DataFormatError(f"{where}: empty sequence (T = 0 frames)")
-    if frame_size is not None and tuple(array.shape[1:]) != tuple(frame_size):
+    allowed = _allowed_sizes(frame_size)
+    if allowed is not None and tuple(array.shape[1:]) not in allowed:
+        expected = " or ".join(f"{h}x{w}" for h, w in allowed)
         raise DataFormatError(
-            f"{where}: frame size {array.shape[1]}x{array.shape[2]} differs from the expected "
-            f"{frame_size[0]}x{frame_size[1]}"
+            f"{where}: frame size {array.shape[1]}x{array.shape[2]} differs from the expected {expected}"
         )
     if min(array.shape[1:]) == 0:
         raise DataFormatError(f"{where}: frames of size {array.shape[1]}x{array.shape[2]} are empty")
@@ -258,7 +271,7 @@ def validate_silhouettes(
     return np.ascontiguousarray(out)
 
 
-def load_silhouettes(path: str | os.PathLike[str], frame_size: tuple[int, int] | None = FRAME_SIZE) -> np.ndarray:
+def load_silhouettes(path: str | os.PathLike[str], frame_size: FrameSizes = FRAME_SIZE) -> np.ndarray:
     """Read one silhouette sequence file safely and validate it.
 
     ``.pkl`` files go through :class:`NumpyOnlyUnpickler`; ``.npy`` files are
@@ -425,10 +438,17 @@ def scan_layout(root: str | os.PathLike[str], labels: Iterable[str] | None = Non
 
 @dataclass(frozen=True)
 class Partition:
-    """The ids of the training and test splits (OpenGait's partition json)."""
+    """The ids of the training and test splits (OpenGait's partition json).
+
+    ``probe_set`` is Gait3D's ``PROBE_SET``: the test sequences used as probes,
+    each named ``"<id>-<type>-<view>"`` (OpenGait's ``evaluate_Gait3D``); the
+    other test sequences form the gallery.  ``keys`` are the json's keys.
+    """
 
     train: tuple[str, ...]
     test: tuple[str, ...]
+    probe_set: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ("TRAIN_SET", "TEST_SET")
 
     def split(self, name: str) -> tuple[str, ...]:
         """Ids of split *name*: ``"train"``, ``"test"`` or ``"all"``."""
@@ -471,16 +491,30 @@ def read_partition(path: str | os.PathLike[str]) -> Partition:
     both = sorted(set(splits["TRAIN_SET"]) & set(splits["TEST_SET"]))
     if both:
         raise DataFormatError(f"{path}: ids {both[:5]} are in both TRAIN_SET and TEST_SET")
-    return Partition(splits["TRAIN_SET"], splits["TEST_SET"])
+    probes: tuple[str, ...] = ()
+    if "PROBE_SET" in data:
+        entries = data["PROBE_SET"]
+        if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
+            raise DataFormatError(f"{path}: PROBE_SET must be a list of \"<id>-<type>-<view>\" strings")
+        test_ids = set(splits["TEST_SET"])
+        strays = [x for x in entries if x.split("-", 1)[0] not in test_ids]
+        if strays:
+            raise DataFormatError(f"{path}: PROBE_SET names sequences of ids outside TEST_SET: {strays[:3]}")
+        probes = tuple(entries)
+    return Partition(splits["TRAIN_SET"], splits["TEST_SET"], probes, tuple(data))
 
 
-def write_partition(path: str | os.PathLike[str], train: Sequence[str], test: Sequence[str]) -> Path:
-    """Write a partition json (``TRAIN_SET``/``TEST_SET``) and return its path."""
+def write_partition(path: str | os.PathLike[str], train: Sequence[str], test: Sequence[str],
+                    probe_set: Sequence[str] | None = None) -> Path:
+    """Write a partition json (``TRAIN_SET``/``TEST_SET``, and Gait3D's ``PROBE_SET``) and return its path."""
     path = Path(path)
     train, test = [str(x) for x in train], [str(x) for x in test]
     both = sorted(set(train) & set(test))
     if both:
         raise DataFormatError(f"{path}: ids {both[:5]} would be in both TRAIN_SET and TEST_SET")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"TRAIN_SET": train, "TEST_SET": test}, indent=1) + "\n", encoding="utf-8")
+    data = {"TRAIN_SET": train, "TEST_SET": test}
+    if probe_set is not None:
+        data["PROBE_SET"] = [str(x) for x in probe_set]
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path

@@ -265,7 +265,7 @@ def gaitbase_transform(train: bool = True, downsample: bool = False, p: float = 
     ``downsample=True`` appends 2 x 2 average pooling (32 x 22 input).
     """
     augment = ["perspective", "flip", "rotate"] + (["erase"] if erasing else [])
-    return build_transform(augment, p, cut=True, downsample=2 if downsample else 1, train=train)
+    return build_transform(augment, p, downsample=2 if downsample else 1, train=train)
 
 
 #: Augmentation names a config may list, in the order they are applied.
@@ -273,14 +273,15 @@ AUGMENTATIONS: tuple[str, ...] = ("perspective", "flip", "rotate", "erase")
 
 
 def build_transform(
-    augment: Sequence[str] = (), p: float = 0.2, cut: bool = True, downsample: int = 1, train: bool = True
+    augment: Sequence[str] = (), p: float = 0.2, downsample: int = 1, train: bool = True
 ) -> Compose:
     """The transform a config describes: OpenGait's order, any subset of the augmentations.
 
     Perspective jitter acts on the stored frame (before the cut), then cut and
-    scale (``cut=False`` only scales: Gait3D's frames are stored 64 x 44), then
-    flip, rotation and erasing, each with probability *p*, then optional 2 x 2
-    downsampling.  ``train=False`` drops the augmentations.
+    scale (the cut follows the stored width, as OpenGait's: 64 x 64 frames lose
+    10 columns a side, frames stored 64 x 44 none), then flip, rotation and
+    erasing, each with probability *p*, then optional 2 x 2 downsampling.
+    ``train=False`` drops the augmentations.
     """
     unknown = [a for a in augment if a not in AUGMENTATIONS]
     if unknown:
@@ -291,7 +292,7 @@ def build_transform(
     steps: list[SequenceTransform] = []
     if "perspective" in wanted:
         steps.append(RandomPerspective(p))
-    steps.append(SilCutScale(cutting=None if cut else 0))
+    steps.append(SilCutScale())
     if "flip" in wanted:
         steps.append(RandomHorizontalFlip(p))
     if "rotate" in wanted:

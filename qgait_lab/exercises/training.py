@@ -138,12 +138,12 @@ def assert_torchrun_command(command: Callable, nproc: int, root: str, partition:
         raise Wrong(f"{where} runs the subcommand {args.command!r}: it must train")
     quant = {"bits": args.bits} if args.bits is not None else None
     extra = {k: v for k, v in {"method": args.method, "quant": quant}.items() if v is not None}
+    if args.preset != "gait3d":
+        raise Wrong(f"{where} uses the preset {args.preset!r}: it does not carry Gait3D's settings")
     try:
         cfg = load_config(args.preset, args.overrides, extra=extra, budget="full")
     except ConfigError as err:
         raise Wrong(f"the configuration loader rejects {where}: {err}") from None
-    if args.preset != "gait3d":
-        raise Wrong(f"{where} uses the preset {args.preset!r}: it does not carry Gait3D's settings")
     if cfg.data.root != root:
         raise Wrong(f"{where} trains on data.root = {cfg.data.root!r}: the dataset folder must be the root "
                     "argument of the call")

@@ -32,11 +32,14 @@ class DataConfig:
     """Where the sequences come from and how batches are drawn (DESIGN.md section 3)."""
 
     dataset: str = "synthgait"          # "synthgait" (generated here) or "opengait" (a real root)
-    root: str | None = None             # OpenGait-format root; for synthgait, a cache dir override
-    partition: str | None = None        # partition json (TRAIN_SET / TEST_SET)
+    # How the dataset is stored and evaluated: casia-b, oumvlp, grew or gait3d (data.layouts: the
+    # stored frame sizes, the partition keys, the protocol). SynthGait has CASIA-B's layout.
+    layout: str = "casia-b"
+    root: str | None = None             # the OpenGait-format dataset folder (dataset "opengait")
+    partition: str | None = None        # its partition json (TRAIN_SET / TEST_SET, Gait3D: PROBE_SET)
     allow_missing_ids: bool = False     # partition ids with no sequence on disk: error unless True
     synth: dict = field(default_factory=dict)   # SynthGait generator options (see data.synth)
-    cut_width: bool = True              # cut 64x64 frames to 64x44 (CASIA-B, OU-MVLP, GREW)
+    synth_dir: str | None = None        # where SynthGait is cached; None: $QGAIT_DATA_DIR or ~/.cache/qgait-lab
     downsample: int = 1                 # 1: 64x44 (the paper); 2: 32x22 (the laptop preset)
     batch_p: int = 8                    # identities per batch
     batch_k: int = 16                   # sequences per identity
@@ -46,9 +49,15 @@ class DataConfig:
     frames_max: int = 50
     augment: list = field(default_factory=list)  # any of flip, rotate, erase, perspective
     augment_prob: float = 0.2           # probability of each augmentation
-    protocol: str = "casia-b"           # evaluation protocol: "casia-b" or "gait3d"
     eval_batch_sequences: int = 16      # sequences per evaluation batch (packed)
-    num_workers: int = 0
+    # Loading (qgait_lab.data.loader): none of these changes a batch, only how fast it comes.
+    num_workers: int = 0                # DataLoader worker processes building batches; 0: in the training process
+    pin_memory: str | bool = "auto"     # "auto" (on when training on CUDA), "on", "off"
+    prefetch_factor: int = 2            # batches each worker builds ahead
+    # Frames kept in memory, in MB per process: an LRU, so a split larger than the bound keeps its
+    # most recently used sequences, and 0 turns it off.  Every worker has its own, so loading may
+    # hold (num_workers + 1) x cache.  1024 holds SynthGait and small real splits entirely.
+    cache: int = 1024
 
 
 @dataclass
@@ -149,6 +158,7 @@ class RuntimeConfig:
 class ExperimentConfig:
     name: str = "experiment"
     method: str = "qgait"               # fp, lsq, dorefa, pact or qgait
+    budget: str = "full"                # which budget load_config applied: full, lab or fast (a smoke test)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -167,9 +177,22 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         _choice("method", self.method, TRAIN_METHODS)
+        _choice("budget", self.budget, BUDGETS)
         _choice("data.dataset", self.data.dataset, ("synthgait", "opengait"))
         _choice("data.frames_mode", self.data.frames_mode, ("fixed", "unfixed"))
-        _choice("data.protocol", self.data.protocol, ("casia-b", "gait3d"))
+        from ..data.layouts import LAYOUTS
+        _choice("data.layout", self.data.layout, tuple(LAYOUTS))
+        if self.data.dataset == "synthgait":
+            given = [k for k in ("root", "partition") if getattr(self.data, k)]
+            if given:
+                raise ConfigError(
+                    f"data.{given[0]} is set ({getattr(self.data, given[0])!r}), but data.dataset is "
+                    "'synthgait', which is generated here and has no folder or partition to read: for a real "
+                    "dataset add --set data.dataset=opengait (or use its preset, e.g. --preset casia-b-cpu); "
+                    "to move SynthGait's cache use data.synth_dir")
+            if self.data.layout != "casia-b":
+                raise ConfigError(f"data.layout is {self.data.layout!r}, but SynthGait has CASIA-B's layout; "
+                                  "use data.layout=casia-b, or data.dataset=opengait for a real dataset")
         _choice("data.downsample", self.data.downsample, (1, 2))
         if isinstance(self.runtime.compile, bool):       # YAML reads on/off as booleans
             self.runtime.compile = "on" if self.runtime.compile else "off"
@@ -191,6 +214,12 @@ class ExperimentConfig:
         for key in ("batch_p", "batch_k", "frames"):
             if getattr(self.data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
+        if isinstance(self.data.pin_memory, bool):       # YAML reads on/off as booleans
+            self.data.pin_memory = "on" if self.data.pin_memory else "off"
+        _choice("data.pin_memory", self.data.pin_memory, ("auto", "on", "off"))
+        for key, least in (("num_workers", 0), ("prefetch_factor", 1), ("cache", 0)):
+            if getattr(self.data, key) < least:
+                raise ConfigError(f"data.{key} must be >= {least}, got {getattr(self.data, key)}")
         from ..quant.quantizers import validate_bits
         validate_bits(self.quant.bits, "quant.bits")
 
@@ -321,6 +350,10 @@ def load_config(preset: str | Path = "tiny-cpu", overrides: list[str] | None = N
         _deep_update(values, sections[budget] or {})
     _deep_update(values, dict(extra or {}))
     _deep_update(values, parse_overrides(overrides))
+    if values.get("budget", budget) != budget:
+        raise ConfigError(f"budget is chosen with load_config(budget=...) or --budget, not set as a key "
+                          f"(got {values['budget']!r})")
+    values["budget"] = budget
     return config_from_dict(values)
 
 

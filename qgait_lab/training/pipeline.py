@@ -31,6 +31,9 @@ import torch
 from torch import nn
 
 from ..data.dataset import GaitCollate, GaitDataset
+from ..data.layouts import MODEL_INPUT, DatasetLayout, get_layout
+from ..data.loader import BatchStream, cat_for_transfer
+from ..data.opengait import load_silhouettes
 from ..data.sampler import PKSampler
 from ..data.synth import SynthConfig, ensure_synthgait
 from ..data.transforms import build_transform
@@ -38,7 +41,7 @@ from ..errors import ConfigError, DataFormatError
 from ..evaluation import evaluate_features, extract_features
 from ..models import build_model
 from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model, set_fused
-from ..quant.bitops import count_costs, gaitbase_inference_layers, summarize
+from ..quant.bitops import PAPER_CONVENTION, count_costs, gaitbase_inference_layers, summarize
 from .checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state_of
 from .config import ExperimentConfig, StageConfig, save_config
 from .distributed import wrap_for_training
@@ -46,10 +49,12 @@ from .runtime import (fuse_quantizers, is_main_process, maybe_compile, rank, see
                       select_device, to_channels_last, world_size)
 from .trainer import Callback, StageResult, Trainer
 
-BITOPS_FRAMES = 100   # the paper counts BitOPs for 100-frame sequences (Sec. 4.1)
 
 
 # -- data ----------------------------------------------------------------------
+
+#: DataConfig keys that decide how batches are loaded, not what they hold (kept out of fingerprints).
+LOADER_KEYS = ("num_workers", "pin_memory", "prefetch_factor", "cache")
 
 @dataclass
 class Batch:
@@ -59,6 +64,10 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.sils.to(device, non_blocking=True), self.labels.to(device), self.seqL)
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (the DataLoader's ``pin_memory`` calls this), for non-blocking copies to CUDA."""
+        return Batch(self.sils.pin_memory(), self.labels.pin_memory(), self.seqL)
 
 
 def dataset_root(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
@@ -70,7 +79,7 @@ def dataset_root(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
                                    for k, v in d.synth.items()})
         except (TypeError, ValueError) as err:
             raise ConfigError(f"data.synth: {err}") from None
-        root = ensure_synthgait(synth, cache_root=d.root, progress=cfg.runtime.progress)
+        root = ensure_synthgait(synth, cache_root=d.synth_dir, progress=cfg.runtime.progress)
         return root, root / "partition.json"
     if not d.root:
         raise ConfigError("data.root must name an OpenGait-format dataset folder when data.dataset "
@@ -78,7 +87,33 @@ def dataset_root(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     root = Path(d.root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.root {str(root)!r} is not a folder")
-    return root, Path(d.partition).expanduser() if d.partition else None
+    partition = Path(d.partition).expanduser() if d.partition else None
+    if partition is not None and not partition.is_file():
+        raise ConfigError(f"data.partition {str(partition)!r} is not a file")
+    return root, partition
+
+
+def dataset_layout(cfg: ExperimentConfig) -> DatasetLayout:
+    """The stored sizes, partition keys and protocol of the config's dataset (:mod:`..data.layouts`)."""
+    return get_layout(cfg.data.layout)
+
+
+def _check_layout(cfg: ExperimentConfig, ds: GaitDataset, partition: Path | None) -> None:
+    """Fail before training when the files or the partition do not match the layout."""
+    layout = dataset_layout(cfg)
+    if ds.partition is not None:
+        missing = [k for k in layout.partition_keys if k not in ds.partition.keys]
+        if missing:
+            raise DataFormatError(f"{partition or ds.root}: the {layout.title} layout (data.layout="
+                                  f"{layout.name}) needs the partition key(s) {', '.join(missing)}")
+    if len(ds):
+        first = ds.sequences[0].path
+        size = tuple(load_silhouettes(first, frame_size=None).shape[1:])
+        if not layout.check_stored_size(size):
+            raise DataFormatError(
+                f"{first}: frames are stored {size[0]}x{size[1]}, but preset {cfg.name!r} reads "
+                f"{layout.title} (data.layout={layout.name}), stored {layout.describe_sizes()}; pick the "
+                f"preset or data.layout of this dataset")
 
 
 def load_datasets(cfg: ExperimentConfig) -> tuple[GaitDataset, GaitDataset]:
@@ -89,8 +124,10 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[GaitDataset, GaitDataset]:
     root, partition = dataset_root(cfg)
     if several and is_main_process():
         torch.distributed.barrier()
-    train = GaitDataset(root, partition, "train", cache=True)
-    test = GaitDataset(root, partition, "test", cache=True)
+    sizes = dataset_layout(cfg).stored_sizes
+    cache = cfg.data.cache * 2 ** 20    # data.cache MB per process (each loader worker has its own)
+    train = GaitDataset(root, partition, "train", cache=cache, frame_size=sizes)
+    test = GaitDataset(root, partition, "test", cache=cache, frame_size=sizes)
     for split, ds in (("train", train), ("test", test)):
         if len(ds) == 0:
             raise ConfigError(f"{root}: the {split} split has no sequences")
@@ -100,6 +137,7 @@ def load_datasets(cfg: ExperimentConfig) -> tuple[GaitDataset, GaitDataset]:
                 f"{partition or root}: the {split} split names {len(ds.missing_labels)} ids with no "
                 f"sequence under {root} ({shown}{', ...' if len(ds.missing_labels) > 10 else ''}); "
                 "fix the partition, or --set data.allow_missing_ids=true to train without them")
+        _check_layout(cfg, ds, partition)
     return train, test
 
 
@@ -110,9 +148,15 @@ class TrainBatches:
     share of its identities.  Frame sampling and augmentation of each sequence
     are seeded by (seed, iteration, position in the global batch), so a
     2-process run sees exactly the frames of the 1-process run.
+
+    ``batches.stream(start, end)`` gives the same batches built ahead by
+    ``data.num_workers`` DataLoader workers (:class:`~qgait_lab.data.loader.BatchStream`);
+    the trainer uses it for the iterations of a stage.  The rank and world size
+    are read here, once, because worker processes have no process group.
     """
 
-    def __init__(self, cfg: ExperimentConfig, dataset: GaitDataset) -> None:
+    def __init__(self, cfg: ExperimentConfig, dataset: GaitDataset,
+                 device: torch.device | None = None) -> None:
         d = cfg.data
         if d.batch_p > dataset.num_classes:
             raise ConfigError(f"data.batch_p={d.batch_p} identities per batch, but the training "
@@ -122,35 +166,66 @@ class TrainBatches:
                               f"{world_size()} processes")
         self.dataset = dataset
         self.seed = cfg.runtime.seed
+        self.rank = rank()
         self.sampler = PKSampler(dataset.label_index, d.batch_p, d.batch_k, seed=self.seed,
-                                 batches_per_epoch=1, rank=rank(), world_size=world_size())
+                                 batches_per_epoch=1, rank=self.rank, world_size=world_size())
+        self.num_workers, self.prefetch_factor = d.num_workers, d.prefetch_factor
+        self.pin_memory = pin_memory_for(d.pin_memory, device or select_device(cfg.runtime.device))
         self.collate = GaitCollate(d.frames_mode, d.frames, d.frames_min, d.frames_max,
-                                   transform=build_transform(d.augment, d.augment_prob, d.cut_width,
-                                                             d.downsample, train=True))
+                                   transform=build_transform(d.augment, d.augment_prob, d.downsample, train=True))
 
     def __call__(self, iteration: int) -> Batch:
         self.sampler.set_epoch(iteration)
         indices = next(iter(self.sampler))
-        offset = rank() * len(indices)
+        offset = self.rank * len(indices)
         parts = []
         for j, index in enumerate(indices):
             self.collate.rng = np.random.default_rng([self.seed, iteration, offset + j])
             parts.append(self.collate([self.dataset[index]]))
         labels = torch.cat([p["labels"] for p in parts])
-        if parts[0]["packed"]:
-            sils = torch.cat([p["sils"] for p in parts], dim=1)
-            return Batch(sils, labels, torch.cat([p["seqL"] for p in parts]).tolist())
-        return Batch(torch.cat([p["sils"] for p in parts]), labels, None)
+        packed = parts[0]["packed"]
+        # In a DataLoader worker the frames are concatenated straight into shared memory.
+        sils = cat_for_transfer([p["sils"] for p in parts], dim=1 if packed else 0)
+        seq_len = torch.cat([p["seqL"] for p in parts]).tolist() if packed else None
+        return Batch(sils, labels, seq_len)
+
+    def stream(self, start: int, end: int) -> BatchStream[Batch]:
+        """The batches of iterations ``start .. end - 1``, built ahead by the config's workers."""
+        return BatchStream(self, start, end, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory, prefetch_factor=self.prefetch_factor)
+
+
+def pin_memory_for(setting: str, device: torch.device) -> bool:
+    """``data.pin_memory``: "on", "off", or "auto" (on when training on CUDA)."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def run_banner(cfg: ExperimentConfig) -> str:
+    """The first line a run prints: what it trains on, at what size and budget (and loudly, fast mode)."""
+    layout = dataset_layout(cfg)
+    data = "SynthGait (generated)" if cfg.data.dataset == "synthgait" else f"{layout.title} at {cfg.data.root}"
+    h, w = input_size(cfg)
+    line = f"{cfg.name}: method {cfg.method}, {data}, model input {h}x{w}, budget {cfg.budget}"
+    if cfg.budget == "fast":
+        line = ("FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run. " + line)
+    return line
+
+
+def eval_transform(cfg: ExperimentConfig):
+    """The test-time transform: OpenGait's cut and scale, and the config's downsampling."""
+    return build_transform([], 0.0, cfg.data.downsample, train=False)
 
 
 def make_evaluator(cfg: ExperimentConfig, test: GaitDataset, device: torch.device
                    ) -> Callable[[nn.Module], dict]:
-    transform = build_transform([], 0.0, cfg.data.cut_width, cfg.data.downsample, train=False)
+    transform = eval_transform(cfg)
+    protocol = dataset_layout(cfg).protocol
 
     def evaluate(model: nn.Module) -> dict:
         feats = extract_features(model, test, transform, device,
-                                 batch_sequences=cfg.data.eval_batch_sequences)
-        return evaluate_features(feats, test, cfg.data.protocol) if is_main_process() else {}
+                                 batch_sequences=cfg.data.eval_batch_sequences,
+                                 progress=cfg.runtime.progress and is_main_process())
+        return evaluate_features(feats, test, protocol) if is_main_process() else {}
 
     return evaluate
 
@@ -188,14 +263,19 @@ def quantize_for(cfg: ExperimentConfig, model: nn.Module, method: str,
 
 
 def input_size(cfg: ExperimentConfig) -> tuple[int, int]:
-    h, w = 64, (44 if cfg.data.cut_width else 64)
-    return h // cfg.data.downsample, w // cfg.data.downsample
+    """The model's input (H, W): 64 x 44 after OpenGait's cut for every layout, then the downsampling."""
+    return MODEL_INPUT[0] // cfg.data.downsample, MODEL_INPUT[1] // cfg.data.downsample
 
 
-def model_bitops(model: nn.Module, cfg: ExperimentConfig, frames: int = BITOPS_FRAMES) -> float:
+def model_bitops(model: nn.Module, cfg: ExperimentConfig, frames: int | None = None) -> float:
+    """BitOPs of one sequence, as the paper's tables count them (BatchNorm included, ``quant.bitops``).
+
+    ``frames`` defaults to the paper's frame count for the dataset (Sec. 4.1: 100, GREW 120).
+    """
+    frames = frames if frames is not None else dataset_layout(cfg).bitops_frames
     h, w = input_size(cfg)
-    return summarize(count_costs(model, torch.zeros(1, frames, h, w),
-                                 include=gaitbase_inference_layers))["bitops"]
+    return summarize(count_costs(model, torch.zeros(1, frames, h, w), include=gaitbase_inference_layers,
+                                 convention=PAPER_CONVENTION))["bitops"]
 
 
 # -- stages and methods ----------------------------------------------------------
@@ -232,10 +312,12 @@ class Experiment:
         self.callbacks = list(callbacks)
         self.device = select_device(cfg.runtime.device)
         self.train_set, self.test_set = load_datasets(cfg)
-        self.batches = TrainBatches(cfg, self.train_set)
+        self.batches = TrainBatches(cfg, self.train_set, self.device)
         self.evaluate = make_evaluator(cfg, self.test_set, self.device)
         self.root = Path(cfg.runtime.runs_dir) / cfg.name
-        self._base = {"data": dataclasses.asdict(cfg.data), "model": dataclasses.asdict(cfg.model),
+        # How batches are loaded does not change them, so those keys stay out of the fingerprints.
+        data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in LOADER_KEYS}
+        self._base = {"data": data, "model": dataclasses.asdict(cfg.model),
                       "loss": dataclasses.asdict(cfg.loss), "seed": cfg.runtime.seed}
 
     @property

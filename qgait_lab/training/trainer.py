@@ -15,6 +15,7 @@ optimizer, scheduler, AMP scaler, iteration, k and RNG states.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -74,7 +75,10 @@ def build_scheduler(stage: StageConfig, opt: torch.optim.Optimizer):
 class Trainer:
     """Runs one stage, writing ``run_dir/{metrics.jsonl, checkpoints/}``.
 
-    ``batch_fn(iteration)`` returns the batch of that iteration;
+    ``batch_fn(iteration)`` returns the batch of that iteration; when it also
+    has ``batch_fn.stream(start, end)`` (``TrainBatches``), a stage takes its
+    batches from that context manager instead, which builds them ahead in
+    DataLoader workers and stops them when the stage ends;
     ``evaluate(model)`` returns a flat dict of metrics.  ``callbacks`` receive
     every logged record (a dict with ``kind`` "train" or "eval"): the notebooks
     use them for live plots.
@@ -226,39 +230,44 @@ class Trainer:
         bar = progress(total=total_its, initial=self.iteration, desc=self.stage_name,
                        enabled=rt.progress)
         self.model.train()
-        while self.iteration < total_its:
-            k_used, lr_used = self.current_k(), self.optimizer.param_groups[0]["lr"]
-            if self.quantized and self.stage.gradient == "soft":
-                set_k(self.unwrapped, k_used)
-            batch = batch_fn(self.iteration).to(self.device)
-            loss, parts = self.losses(batch)
-            if not torch.isfinite(loss.detach()):
-                self._handle_non_finite(loss)
+        # The stage's batches, built ahead by DataLoader workers when batch_fn can stream them
+        # (TrainBatches.stream); they end with the stage.
+        stream = getattr(batch_fn, "stream", None)
+        batches = stream(self.iteration, total_its) if stream else contextlib.nullcontext(batch_fn)
+        with batches as next_batch:
+            while self.iteration < total_its:
+                k_used, lr_used = self.current_k(), self.optimizer.param_groups[0]["lr"]
+                if self.quantized and self.stage.gradient == "soft":
+                    set_k(self.unwrapped, k_used)
+                batch = next_batch(self.iteration).to(self.device)
+                loss, parts = self.losses(batch)
+                if not torch.isfinite(loss.detach()):
+                    self._handle_non_finite(loss)
+                    self.iteration += 1
+                    bar.update(1)
+                    continue
+                self.optimizer.zero_grad(set_to_none=True)
+                # DDP averages gradients over ranks; each rank's loss already covers the
+                # global batch through its own samples, so scale back to the sum.
+                self.scaler.scale(loss * world_size()).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
                 self.iteration += 1
                 bar.update(1)
-                continue
-            self.optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over ranks; each rank's loss already covers the
-            # global batch through its own samples, so scale back to the sum.
-            self.scaler.scale(loss * world_size()).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            self.iteration += 1
-            bar.update(1)
-            if self.iteration % rt.log_every == 0 or self.iteration == total_its:
-                record = {"kind": "train", "iteration": self.iteration, "loss": float(loss.detach()),
-                          **{k: float(v) for k, v in parts.items()},
-                          "lr": lr_used, "k": k_used,
-                          "seconds": round(time.perf_counter() - start, 3)}
-                self.log(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if evaluate and rt.eval_every and self.iteration % rt.eval_every == 0 \
-                    and self.iteration < total_its:
-                self.log({"kind": "eval", "iteration": self.iteration, **evaluate(self.unwrapped)})
-                self.model.train()
-            if rt.save_every and self.iteration % rt.save_every == 0:
-                self.save()
+                if self.iteration % rt.log_every == 0 or self.iteration == total_its:
+                    record = {"kind": "train", "iteration": self.iteration, "loss": float(loss.detach()),
+                              **{k: float(v) for k, v in parts.items()},
+                              "lr": lr_used, "k": k_used,
+                              "seconds": round(time.perf_counter() - start, 3)}
+                    self.log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if evaluate and rt.eval_every and self.iteration % rt.eval_every == 0 \
+                        and self.iteration < total_its:
+                    self.log({"kind": "eval", "iteration": self.iteration, **evaluate(self.unwrapped)})
+                    self.model.train()
+                if rt.save_every and self.iteration % rt.save_every == 0:
+                    self.save()
         bar.close()
         self.save()
         metrics = {}
