@@ -190,7 +190,9 @@ Writes runs/demo/report.md and the figures theta_k.png, loss_curves.png, tsne.pn
 def _fast_notice(args) -> None:
     """Demo and reproduce say first when they run on the smoke-test budget."""
     if _load(args).budget == "fast":
-        print("FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run.", flush=True)
+        from .training.config import FAST_MODE_NOTICE
+
+        print(FAST_MODE_NOTICE, flush=True)
 
 
 def _run_demo(args) -> int:

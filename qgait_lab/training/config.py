@@ -317,6 +317,9 @@ def parse_overrides(pairs: list[str] | None) -> dict:
 
 
 BUDGETS = ("full", "lab", "fast")
+
+#: What a run on the ``fast`` budget says first, so that nobody mistakes it for a real run.
+FAST_MODE_NOTICE = "FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run."
 """A preset's budgets: ``full`` (the preset as written), ``lab`` (its ``lab:`` section: a course lab
 session, minutes per notebook on a laptop) and ``fast`` (its ``fast:`` section: a smoke test)."""
 

@@ -43,7 +43,7 @@ from ..models import build_model
 from ..quant import LayerPolicy, QuantizerOptions, initialize_quantizers, quantize_model, set_fused
 from ..quant.bitops import PAPER_CONVENTION, count_costs, gaitbase_inference_layers, summarize
 from .checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state_of
-from .config import ExperimentConfig, StageConfig, save_config
+from .config import FAST_MODE_NOTICE, ExperimentConfig, StageConfig, save_config
 from .distributed import wrap_for_training
 from .runtime import (fuse_quantizers, is_main_process, maybe_compile, rank, seed_everything,
                       select_device, to_channels_last, world_size)
@@ -207,7 +207,7 @@ def run_banner(cfg: ExperimentConfig) -> str:
     h, w = input_size(cfg)
     line = f"{cfg.name}: method {cfg.method}, {data}, model input {h}x{w}, budget {cfg.budget}"
     if cfg.budget == "fast":
-        line = ("FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run. " + line)
+        line = f"{FAST_MODE_NOTICE} {line}"
     return line
 
 
