@@ -57,11 +57,14 @@ def test_two_process_gradients_equal_single_process(tmp_path, env):
 
 @pytest.mark.slow
 def test_two_process_training_run_matches_single_process(tmp_path, env):
-    single, double = tmp_path / "single", tmp_path / "double"
+    """Also with a DataLoader worker in each process: those losses equal the workerless ones exactly."""
+    single, double, workers = tmp_path / "single", tmp_path / "double", tmp_path / "workers"
     _run([sys.executable, "-m", "qgait_lab.cli", *ARGS, "--set", f"runtime.runs_dir={single}"],
          tmp_path, env)
     _run(_torchrun(2) + ["-m", "qgait_lab.cli", *ARGS, "--set", f"runtime.runs_dir={double}"],
          tmp_path, env)
+    _run(_torchrun(2) + ["-m", "qgait_lab.cli", *ARGS, "--set", f"runtime.runs_dir={workers}",
+                         "--set", "data.num_workers=1"], tmp_path, env)
 
     def losses(runs: Path) -> list[float]:
         (metrics,) = runs.glob("ddp/fp-*/metrics.jsonl")   # only rank 0 writes
@@ -76,4 +79,5 @@ def test_two_process_training_run_matches_single_process(tmp_path, env):
     # Later iterations drift further apart through those statistics, so they
     # are not compared.
     assert two[0] == pytest.approx(one[0], rel=0.03)
+    assert losses(workers) == two
     assert len(list(double.glob("ddp/fp-*/checkpoints/last.pt"))) == 1

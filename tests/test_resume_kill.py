@@ -21,8 +21,8 @@ ARGS = ["train", "--method", "qgait", "--name", "kill",
         "--set", "runtime.progress=false", "--set", "runtime.device=cpu"]
 
 
-def _cmd(runs: Path) -> list[str]:
-    return [sys.executable, "-m", "qgait_lab.cli", *ARGS, "--set", f"runtime.runs_dir={runs}"]
+def _cmd(runs: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "qgait_lab.cli", *ARGS, "--set", f"runtime.runs_dir={runs}", *extra]
 
 
 def _stage2_dir(runs: Path) -> Path | None:
@@ -41,13 +41,16 @@ def _records(stage_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    """The straight run builds its batches in-process; the killed and resumed one in a
+    DataLoader worker, so this also checks that workers and a resume leave every batch as it was."""
+    workers = ("--set", "data.num_workers=1")
     env = {**os.environ, "QGAIT_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = subprocess.run(_cmd(straight), env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    proc = subprocess.Popen(_cmd(killed), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(killed, *workers), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     killed_at = None
@@ -64,7 +67,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert killed_at is not None, "the run finished before it could be killed"
     assert not (_stage2_dir(killed) / "result.json").exists()
 
-    resumed = subprocess.run(_cmd(killed), env=env, cwd=tmp_path, capture_output=True, text=True,
+    resumed = subprocess.run(_cmd(killed, *workers), env=env, cwd=tmp_path, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
