@@ -1,0 +1,112 @@
+"""How close the integer model is to the fake-quantized model it came from.
+
+:func:`fake_quant_codes` records the integer codes behind every quantized
+activation of the fake-quantized model (each quantizer's output divided by
+its step); :func:`compare_codes` sets them beside the integer model's, layer by
+layer.  The acceptance bar (issue 14, ``tests/test_deploy.py``): at least
+99.99 % of the codes identical, none more than one step apart, embedding
+cosine at least 0.9999.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .grids import activation_grid, codes_of
+from .integer_model import IntegerGaitBase
+
+__all__ = ["CodeAgreement", "fake_quant_codes", "compare_codes", "embedding_cosine"]
+
+
+@dataclass(frozen=True)
+class CodeAgreement:
+    """Agreement of two sets of codes: overall and for the worst layer."""
+
+    elements: int
+    identical: int
+    max_step: int
+    worst_layer: str
+    worst_fraction: float
+
+    @property
+    def fraction(self) -> float:
+        return self.identical / max(self.elements, 1)
+
+    @property
+    def differing(self) -> int:
+        return self.elements - self.identical
+
+    def __str__(self) -> str:
+        return (f"{100 * self.fraction:.4f} % identical ({self.differing} of {self.elements} differ, "
+                f"at most {self.max_step} step); worst layer {self.worst_layer} "
+                f"{100 * self.worst_fraction:.4f} %")
+
+
+class _EmbeddingsOnly(nn.Module):
+    """Stands in for the BNNecks (training-only, and float32 by construction) in a float64 copy."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, x
+
+
+@torch.no_grad()
+def fake_quant_codes(model: nn.Module, integer: IntegerGaitBase, sils: Tensor,
+                     dtype: torch.dtype = torch.float32) -> tuple[dict[str, Tensor], Tensor]:
+    """``({layer: codes}, embeddings)`` of the fake-quantized ``model`` on ``sils`` (eval mode).
+
+    ``dtype=torch.float64`` runs a float64 copy of the model: the same
+    arithmetic without float32's rounding, against which the integer
+    reference agrees code for code (``tests/test_deploy.py``).
+    """
+    if dtype != torch.float32:
+        model = copy.deepcopy(model).to(dtype)
+        model.BNNecks = _EmbeddingsOnly()
+        sils = sils.to(dtype)
+    grids = {layer.name: layer.input_grid for layer in integer.layers()}
+    modules = dict(model.named_modules())
+    found: dict[str, Tensor] = {}
+    hooks = []
+    for name, grid in grids.items():
+        quantizer = modules[name].act_quantizer
+        activation_grid(quantizer, name)          # the same checks as the export
+
+        def hook(_module, _inputs, output, name=name, grid=grid):
+            found[name] = codes_of(output, grid).to(torch.int64)
+        hooks.append(quantizer.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        embeddings = model(sils)["embeddings"]
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return found, embeddings
+
+
+def compare_codes(a: dict[str, Tensor], b: dict[str, Tensor]) -> CodeAgreement:
+    """Element-wise agreement of the codes of the layers both ``a`` and ``b`` hold."""
+    elements = identical = max_step = 0
+    worst, worst_fraction = "", 1.0
+    for name in a:
+        x, y = a[name].reshape(-1).to(torch.int64), b[name].reshape(-1).to(torch.int64)
+        if x.shape != y.shape:
+            raise ValueError(f"layer {name}: {tuple(a[name].shape)} codes against {tuple(b[name].shape)}")
+        same = int((x == y).sum())
+        elements += x.numel()
+        identical += same
+        if x.numel():
+            max_step = max(max_step, int((x - y).abs().max()))
+            fraction = same / x.numel()
+            if fraction < worst_fraction or not worst:
+                worst, worst_fraction = name, fraction
+    return CodeAgreement(elements, identical, max_step, worst, worst_fraction)
+
+
+def embedding_cosine(a: Tensor, b: Tensor) -> float:
+    """The smallest cosine similarity between corresponding flattened embeddings."""
+    a, b = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=1).min())
