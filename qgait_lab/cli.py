@@ -145,16 +145,19 @@ def _run_train(args) -> int:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint on the preset's test split",
+    p = sub.add_parser("eval", help="evaluate a checkpoint, or an exported ONNX model, on the preset's test split",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
   qgait-lab eval --checkpoint runs/demo/fp-1a2b3c4d/checkpoints/last.pt --method fp
   qgait-lab eval --checkpoint runs/demo/qgait-w4a4-stage2-.../checkpoints/last.pt --method qgait
+  qgait-lab eval --onnx runs/demo/qgait4.onnx          # onnxruntime only, no PyTorch model
   qgait-lab eval --preset casia-b --set data.root=/data/CASIA-B-pkl \\
                  --checkpoint GaitBase_DA-60000.pt --method fp   # an OpenGait checkpoint""")
     _config_args(p)
-    p.add_argument("--checkpoint", required=True, help="our checkpoint, or an OpenGait one")
-    p.add_argument("--method", choices=["fp", "lsq", "dorefa", "pact", "qgait"], default="fp",
-                   help="how the checkpoint's model was quantized (default: fp)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="our checkpoint, or an OpenGait one")
+    source.add_argument("--onnx", help="a model written by `qgait-lab export --format onnx`, run by onnxruntime")
+    p.add_argument("--method", choices=["fp", "lsq", "dorefa", "pact", "qgait"], default=None,
+                   help="how the checkpoint's model was quantized (default: fp; not with --onnx)")
     p.add_argument("--bits", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_run_eval)
@@ -163,10 +166,18 @@ def _add_eval(sub) -> None:
 def _run_eval(args) -> int:
     from .training.pipeline import evaluate_checkpoint, run_banner
 
+    if args.onnx and (args.method is not None or args.bits is not None):
+        raise QGaitError("--method and --bits describe a --checkpoint; an --onnx file carries its own")
+    method = args.method or "fp"
     quant = {"bits": args.bits} if args.bits is not None else None
-    cfg = _load(args, method=args.method, quant=quant)
+    cfg = _load(args, method=None if args.onnx else method, quant=quant)
     print(run_banner(cfg), file=sys.stderr if args.json else sys.stdout, flush=True)
-    metrics = evaluate_checkpoint(cfg, args.checkpoint, args.method)
+    if args.onnx:
+        from .deploy.onnx_eval import evaluate_onnx
+
+        metrics = evaluate_onnx(cfg, args.onnx)
+    else:
+        metrics = evaluate_checkpoint(cfg, args.checkpoint, method)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -175,13 +186,62 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a trained QAT model as an integer model (ONNX or torch file)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  qgait-lab export --run runs/demo --method qgait --bits 4 --format onnx --out runs/demo/qgait4.onnx
+  qgait-lab export --run runs/demo --method lsq --bits 4 --out lsq4.pt       # packed 4-bit weights
+  qgait-lab export --checkpoint runs/demo/qgait-w4a4-stage2-.../checkpoints/last.pt --method qgait \\
+                   --out qgait4.onnx
+  qgait-lab eval --onnx runs/demo/qgait4.onnx                                # then evaluate it
+
+It prints the layers and their bits, the file size against the fp32 weights, and the parity of the
+integer model with the fake-quantized one (and of onnxruntime with the integer model).""")
+    _config_args(p, "the preset the model was trained with: its width and input size (default: tiny-cpu)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run folder, runs/<name>: its final checkpoint of --method and --bits")
+    source.add_argument("--checkpoint", help="a checkpoint file of a quantization-aware model")
+    p.add_argument("--method", choices=["qgait", "lsq", "dorefa", "pact"], default=None,
+                   help="how the model was quantized (default: the preset's method)")
+    p.add_argument("--bits", type=int, default=None, help="its weight and activation bits (default: the preset's)")
+    p.add_argument("--format", choices=["onnx", "torch"], default=None,
+                   help="onnx: a QDQ graph for onnxruntime; torch: a torch file with 4-bit weights packed "
+                        "two per byte (default: from --out's suffix, .onnx or .pt)")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--sequences", type=int, default=8,
+                   help="test sequences for the parity figures (default: 8; 0 skips them)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from .deploy.export import (export_checkpoint, find_run_checkpoint, format_export_report,
+                                format_from_path)
+
+    if args.sequences < 0:
+        raise QGaitError(f"--sequences must be >= 0, got {args.sequences}")
+    fmt = format_from_path(args.out, args.format)
+    quant = {"bits": args.bits} if args.bits is not None else None
+    cfg = _load(args, method=args.method, quant=quant)
+    if cfg.method == "fp":
+        raise QGaitError(f"preset {args.preset!r} trains method fp; a float model has no integer form: "
+                         f"pass --method qgait, lsq, dorefa or pact")
+    checkpoint = args.checkpoint or find_run_checkpoint(args.run, cfg.method, cfg.quant.bits,
+                                                        cfg.runtime.runs_dir)
+    report = export_checkpoint(cfg, checkpoint, cfg.method, args.out, fmt, sequences=args.sequences)
+    print(format_export_report(report))
+    return 0
+
+
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="SynthGait -> FP, LSQ-4, QGait-4 -> Table-1 report (make demo)",
+    p = sub.add_parser("demo", help="SynthGait -> FP, LSQ-4, QGait-4 -> Table-1 report -> QGait-4 on "
+                       "onnxruntime (make demo)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
   qgait-lab demo                       # about 10 minutes on 2 CPU cores
   QGAIT_FAST=1 qgait-lab demo          # a 1-minute smoke run (numbers are meaningless)
 
-Writes runs/demo/report.md and the figures theta_k.png, loss_curves.png, tsne.png.""")
+Writes runs/demo/report.md and the figures theta_k.png, loss_curves.png, tsne.png, and ends by
+exporting QGait-4 to runs/demo/qgait4.onnx and printing its onnxruntime Rank-1 beside the
+fake-quantized one.""")
     _config_args(p)
     p.add_argument("--no-sanity", action="store_true", help="skip the quantizer sanity report")
     p.set_defaults(func=_run_demo)
@@ -208,6 +268,8 @@ def _run_demo(args) -> int:
     print()
     report = run_demo(args.preset, args.overrides, budget=args.budget)
     print(report.table)
+    if report.deployed is not None:
+        print(f"\n{report.deployed.line()}")
     print(f"\nreport: {report.report_path}  ({report.seconds / 60:.1f} min)")
     return 0
 
@@ -314,7 +376,7 @@ def _run_lab_grade(args) -> int:
 
 
 # Subcommands register here; each adds its parser and sets ``func``.
-COMMANDS: list[Callable] = [_add_train, _add_eval, _add_demo, _add_reproduce, _add_synth,
+COMMANDS: list[Callable] = [_add_train, _add_eval, _add_export, _add_demo, _add_reproduce, _add_synth,
                             _add_pretreat, _add_bitops, _add_sanity, _add_lab]
 
 

@@ -3,8 +3,10 @@
 ``qgait-lab demo`` (and ``make demo``) runs :func:`run_demo` with the
 ``tiny-cpu`` preset: it generates (or reuses) SynthGait, trains the
 full-precision teacher, the LSQ-4 baseline and QGait-4 (STE stage, then the
-soft GROW fine-tune with IDD), evaluates them with the CASIA-B protocol, and
-writes figures and a markdown report to ``runs/demo/``.
+soft GROW fine-tune with IDD), evaluates them with the CASIA-B protocol,
+writes figures and a markdown report to ``runs/demo/``, and ends by exporting
+QGait-4 as an integer ONNX model (``runs/demo/qgait4.onnx``) and evaluating
+it with onnxruntime beside the fake-quantized model.
 """
 from __future__ import annotations
 
@@ -26,12 +28,29 @@ from .training.trainer import Callback
 
 
 @dataclass
+class Deployed:
+    """The demo's QGait model exported to ONNX and evaluated by onnxruntime, beside its fake-quantized self."""
+
+    label: str
+    path: Path
+    fake_quantized: dict
+    onnxruntime: dict
+    summary: str
+
+    def line(self) -> str:
+        f, o = self.fake_quantized, self.onnxruntime
+        return (f"{self.label} Rank-1: fake-quantized {f['rank1']:.2f}, onnxruntime {o['rank1']:.2f} "
+                f"(mAP {f['mAP']:.2f} / {o['mAP']:.2f}); {self.path}")
+
+
+@dataclass
 class DemoReport:
     table: str
     results: list[MethodResult]
     report_path: Path
     figures: list[Path]
     seconds: float
+    deployed: Deployed | None = None
 
 
 def result_rows(results: Sequence[MethodResult], gei=None) -> list[dict]:
@@ -96,6 +115,18 @@ class _Subset:
         return self.dataset.load(self.indices[i])
 
 
+def deploy(exp: Experiment, result: MethodResult, out: Path) -> Deployed:
+    """Export ``result``'s model to ``out/<method><bits>.onnx`` and evaluate it with onnxruntime alone."""
+    from .deploy.export import export_model, format_export_report
+    from .deploy.onnx_eval import evaluate_onnx
+
+    path = out / f"{result.method}{result.bits}.onnx"
+    report = export_model(result.model, exp.cfg, result.method, path, "onnx", source=f"the demo's {result.label}",
+                          test=exp.test_set)
+    metrics = evaluate_onnx(exp.cfg, path, test=exp.test_set)
+    return Deployed(result.label, path, result.metrics, metrics, format_export_report(report))
+
+
 def run_demo(preset: str = "tiny-cpu", overrides: list[str] | None = None,
              callbacks: Iterable[Callback] = (), budget: str | None = None) -> DemoReport:
     start = time.perf_counter()
@@ -107,13 +138,26 @@ def run_demo(preset: str = "tiny-cpu", overrides: list[str] | None = None,
     results = [exp.run(m) for m in ("fp", "lsq", "qgait")]
     table = markdown_table(result_rows(results, gei))
     figures, distances = write_figures(exp, results, out)
+    deployed = deploy(exp, next(r for r in results if r.method == "qgait"), out)
     seconds = time.perf_counter() - start
     report = out / "report.md"
-    report.write_text(_report_text(preset, cfg, table, distances, results, seconds, figures))
-    return DemoReport(table, results, report, figures, seconds)
+    report.write_text(_report_text(preset, cfg, table, distances, results, seconds, figures, deployed))
+    return DemoReport(table, results, report, figures, seconds, deployed)
 
 
-def _report_text(preset, cfg, table, distances, results, seconds, figures) -> str:
+def _deployed_text(d: Deployed) -> list[str]:
+    keys = ("rank1", "mAP", "mINP", "NM", "BG", "CL")
+    return [
+        f"## {d.label} deployed: an integer model run by onnxruntime", "",
+        f"Exported as `qgait-lab export` does it (the QDQ graph `{d.path.name}`) and scored as "
+        f"`qgait-lab eval --onnx {d.path}` scores it: with onnxruntime alone, no PyTorch model built.", "",
+        "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
+        f"| {d.label} fake-quantized (PyTorch) | " + " | ".join(f"{d.fake_quantized[k]:.2f}" for k in keys) + " |",
+        f"| {d.label} integer (onnxruntime) | " + " | ".join(f"{d.onnxruntime[k]:.2f}" for k in keys) + " |",
+        "", "```", d.summary, "```", ""]
+
+
+def _report_text(preset, cfg, table, distances, results, seconds, figures, deployed=None) -> str:
     mode = "fast mode (QGAIT_FAST=1: tiny budgets, numbers are not meaningful)" if fast_mode() \
         else "default mode"
     stage_lines, seen = [], set()
@@ -136,6 +180,7 @@ def _report_text(preset, cfg, table, distances, results, seconds, figures) -> st
         table, "",
         "## Inter-class distances against full precision (the number behind Fig. 4)", "",
         distances, "",
+        *(_deployed_text(deployed) if deployed is not None else []),
         "## Stages", "",
         "| model | stage | iterations | seconds | folder |", "|---|---|---:|---:|---|",
         *stage_lines, "",

@@ -26,6 +26,7 @@ Conventions:
   ``unmatched="exclude"`` to drop such probes from Rank-k too (OpenGait's
   Gait3D evaluation).
 
+* :func:`eval_sequence`: one test sequence as every evaluation reads it.
 * :func:`extract_features`: a model's embeddings of every sequence of a
   dataset, all frames in order, variable-length sequences packed in batches
   (and gathered across ranks under ``torch.distributed``).
@@ -59,6 +60,7 @@ __all__ = [
     "real_scene_protocol",
     "pairwise_distance",
     "rank_metrics",
+    "eval_sequence",
 ]
 
 Metric = Literal["euc", "cos"]
@@ -401,6 +403,19 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def eval_sequence(dataset, index: int, transform=None, max_frames: int | None = 720) -> torch.Tensor:
+    """Sequence ``index`` of ``dataset`` as evaluation reads it: ``[frames, h, w]`` float32.
+
+    All its frames in order (OpenGait's ``all_ordered``), at most ``max_frames``
+    (its ``frames_all_limit``), through the test-time ``transform`` (without
+    one, the stored 0..255 values are scaled to [0, 1]).
+    """
+    sils = torch.from_numpy(np.ascontiguousarray(dataset.load(index))).to(torch.float32)
+    if max_frames is not None:
+        sils = sils[:max_frames]
+    return transform(sils, None) if transform is not None else sils / 255.0
+
+
 @torch.no_grad()
 def extract_features(
     model: torch.nn.Module,
@@ -436,12 +451,8 @@ def extract_features(
                disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, len(mine), batch_sequences):
-            seqs = []
-            for index in mine[start:start + batch_sequences]:
-                sils = torch.from_numpy(np.ascontiguousarray(dataset.load(index))).to(torch.float32)
-                if max_frames is not None:
-                    sils = sils[:max_frames]
-                seqs.append(transform(sils, None) if transform is not None else sils / 255.0)
+            seqs = [eval_sequence(dataset, index, transform, max_frames)
+                    for index in mine[start:start + batch_sequences]]
             packed = torch.cat(seqs, 0)[None].to(device)
             seq_len = [len(s) for s in seqs]
             use_amp = amp and device.type == "cuda"

@@ -103,10 +103,14 @@ def test_graph_is_valid_opset17_qdq_with_dynamic_frames(exported):
 
     ops = [n.op_type for n in model.graph.node]
     layers = integer.layers()
-    assert ops.count("QuantizeLinear") == len(layers) == 13      # one per quantized layer input
+    # one per quantized layer input, and one more where an integer kernel reads the codes at a finer step
+    rescaled = sum(b.conv1.input_headroom > 1 for b in integer.blocks)
+    assert len(layers) == 13 and rescaled == (len(integer.blocks) if bits == 4 else 0)
+    assert ops.count("QuantizeLinear") == len(layers) + rescaled
     # every layer's input DQ, the weights of every conv, the int32 bias of each block's conv1
     # (the integer kernels; the other convs take their exact float bias), and the FC weights
-    assert ops.count("DequantizeLinear") == len(layers) + len(integer.convs()) + len(integer.blocks) + 1
+    assert ops.count("DequantizeLinear") == (len(layers) + rescaled + len(integer.convs())
+                                             + len(integer.blocks) + 1)
     assert ops.count("Clip") == (len(layers) if bits == 4 else 0)   # 4-bit codes inside uint8
     assert ops.count("Conv") == len(integer.convs()) and ops.count("MatMul") == 1
     codes = [CODES_PREFIX + layer.name for layer in layers]
@@ -208,7 +212,8 @@ def test_optimised_graph_runs_integer_kernels(exported, sils):
     assert fused == len(integer.blocks) == 4
     assert types["Conv"] + types["FusedConv"] == len(integer.convs()) - fused
     assert types["MatMulIntegerToFloat"] == 1 and types["MatMul"] == 0
-    assert types["QuantizeLinear"] == len(integer.layers()) - fused   # conv2's Q went into QLinearConv
+    rescaled = sum(b.conv1.input_headroom > 1 for b in integer.blocks)  # 4 bits: conv1 reads 16 c at s / 16
+    assert types["QuantizeLinear"] == len(integer.layers()) - fused + rescaled   # conv2's Q went into QLinearConv
 
     local, chained, cosine = _agreement(integer, runtime, sils)
     print(f"  one layer {local}\n  chained {chained}\n  embedding cosine {cosine:.7f}")

@@ -97,28 +97,39 @@ class IntegerConv:
     def headroom(self) -> int:
         """The largest power of two ``h`` with ``h * folded_codes`` still in int8.
 
-        ``h * codes`` at step ``s_w / h`` are the same weights; 4-bit codes get
-        ``h = 16``.  An int8 kernel then accumulates in units ``h`` times finer,
-        which is what :meth:`int32_bias` needs (8-bit codes get ``h = 1``).
+        ``h * codes`` at step ``s_w / h`` are the same weights (4-bit codes get
+        ``h = 16`` or more); an int8 kernel then accumulates in finer units,
+        which is what :meth:`int32_bias` needs.
         """
         codes = self.folded_codes.to(torch.int64)
-        h = 1
-        while int(codes.max()) * 2 * h <= 127 and int(codes.min()) * 2 * h >= -128 and h < 2 ** 7:
-            h *= 2
-        return h
+        return _headroom(int(codes.min()), int(codes.max()), -128, 127)
+
+    @property
+    def input_headroom(self) -> int:
+        """The same for the input codes: the largest power of two that keeps the grid's codes in its container."""
+        g = self.input_grid
+        return _headroom(g.lo, g.hi, *((-128, 127) if g.signed else (0, 255)))
 
     def int32_bias(self) -> tuple[Tensor, Tensor]:
-        """``(bias int64, unit float64)``: the BN shift rounded to ``1 / headroom`` of an accumulator unit.
+        """``(bias int64, unit float64)``: the BN shift as an integer kernel takes it, an int32 bias.
 
-        This is the only form an integer convolution kernel with an int32 bias
-        (onnxruntime's ``QLinearConv``) can take the shift in.  The rounding
-        moves codes: on the trained tiny models of the tests, in whole
-        accumulator units, about 1 % of an 8-bit model's codes and 5 % of a
-        4-bit model's (a layer with few inputs has only tens of units per output
-        step); ``headroom`` makes the unit 16 times finer at 4 bits.
+        The unit is an accumulator unit of the kernel's operands, weight codes
+        times :attr:`headroom` and input codes times :attr:`input_headroom`
+        (the same values at finer steps; 256 times finer at w4a4, up to the
+        spare range of the 8-bit codes at w8a8).  In whole accumulator units of
+        the trained codes the rounding moved 1-5 % of the codes of the tests'
+        trained tiny models: a layer with few inputs has only tens of units per
+        output step.
         """
-        unit = self.accumulator_scale / self.headroom
+        unit = self.accumulator_scale / (self.headroom * self.input_headroom)
         return torch.round(self.bn_shift / unit).to(torch.int64), unit
+
+
+def _headroom(lo: int, hi: int, container_lo: int, container_hi: int) -> int:
+    h = 1
+    while h < 2 ** 8 and hi * 2 * h <= container_hi and lo * 2 * h >= container_lo:
+        h *= 2
+    return h
 
 
 @dataclass

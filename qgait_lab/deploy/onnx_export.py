@@ -107,6 +107,7 @@ class _Conv:
     grid: Grid | None = None        # the input's grid; None: a float layer
     weight_scale: np.ndarray | None = None
     bias_scale: np.ndarray | None = None
+    input_headroom: int = 1         # input codes scaled by this for an integer kernel (see _integer_conv)
 
 
 @dataclass
@@ -130,8 +131,8 @@ class _Net:
 
 def _integer_conv(conv: IntegerConv, integer_kernel: bool = False) -> _Conv:
     """``conv`` as graph data.  Where onnxruntime runs an integer kernel (``integer_kernel``) the
-    BN shift must be an int32 bias: the codes are scaled by ``headroom`` to make its unit finer
-    (:meth:`IntegerConv.int32_bias`).  Elsewhere the convolution runs in float and the shift
+    BN shift must be an int32 bias: weight and input codes are scaled by ``headroom`` and
+    ``input_headroom`` to make its unit finer (:meth:`IntegerConv.int32_bias`).  Elsewhere the convolution runs in float and the shift
     stays an exact float32 bias."""
     if not integer_kernel:
         return _Conv(conv.name, conv.folded_codes.numpy().astype(np.int8),
@@ -144,7 +145,8 @@ def _integer_conv(conv: IntegerConv, integer_kernel: bool = False) -> _Conv:
     h = conv.headroom
     return _Conv(conv.name, (conv.folded_codes.to(torch.int16) * h).numpy().astype(np.int8),
                  bias.numpy().astype(np.int32), conv.stride, conv.padding, conv.input_grid,
-                 (conv.folded_weight_scale / h).numpy().astype(np.float32), unit.numpy().astype(np.float32))
+                 (conv.folded_weight_scale / h).numpy().astype(np.float32), unit.numpy().astype(np.float32),
+                 input_headroom=conv.input_headroom)
 
 
 def _from_integer(model: IntegerGaitBase) -> _Net:
@@ -208,8 +210,13 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attributes))
         return out
 
-    def quantize(self, x: str, grid: Grid | None, layer: str, rank: int = 4) -> str:
-        """``x`` on ``layer``'s input grid: Q (codes) [-> Clip] -> DQ; unchanged for a float layer."""
+    def quantize(self, x: str, grid: Grid | None, layer: str, rank: int = 4, headroom: int = 1) -> str:
+        """``x`` on ``layer``'s input grid: Q (codes) [-> Clip] -> DQ; unchanged for a float layer.
+
+        ``headroom`` > 1 re-expresses the codes ``c`` as ``headroom * c`` at step
+        ``s / headroom`` (DQ -> Q -> DQ; exact, as ``c s / (s / headroom)`` is a
+        power-of-two multiple of ``c``) for an integer kernel's finer bias.
+        """
         if grid is None:
             return x
         zero = np.zeros((), dtype=np.int8 if grid.signed else np.uint8)
@@ -225,7 +232,12 @@ class _Graph:
                                    self.const(f"{layer}/code_hi", zero.dtype.type(grid.hi))],
                           output=codes_name)
         self.code_outputs.append((codes_name, helper.np_dtype_to_tensor_dtype(zero.dtype), rank))
-        return self.node("DequantizeLinear", [q, scale, zp], f"{layer}/dq")
+        dq = self.node("DequantizeLinear", [q, scale, zp], f"{layer}/dq")
+        if headroom == 1:
+            return dq
+        fine = self.const(f"{layer}/x_scale_fine", np.float32(grid.scale / headroom))
+        q = self.node("QuantizeLinear", [dq, fine, zp], f"{layer}/q_fine")
+        return self.node("DequantizeLinear", [q, fine, zp], f"{layer}/dq_fine")
 
     def weights(self, name: str, values: np.ndarray, scale: np.ndarray | None, axis: int = 0) -> str:
         """A weight initialiser, read through DQ when it holds integer codes."""
@@ -238,7 +250,7 @@ class _Graph:
         return self.node("DequantizeLinear", args, f"{name}/w_dq", axis=axis)
 
     def conv(self, x: str, conv: _Conv, relu: bool = False) -> str:
-        x = self.quantize(x, conv.grid, conv.name)
+        x = self.quantize(x, conv.grid, conv.name, headroom=conv.input_headroom)
         w = self.weights(conv.name, conv.weight, conv.weight_scale)
         b = self.weights(f"{conv.name}/bias", conv.bias, conv.bias_scale)
         kh, kw = conv.weight.shape[2:]

@@ -15,7 +15,8 @@ What runs in integers, and what does not:
   ``bias="onnx"`` computes what the exported ONNX graph computes instead:
   where onnxruntime runs the convolution as an integer kernel (every block's
   conv1, the one convolution whose output goes straight to a quantizer) the
-  shift is an int32 bias of ``1 / headroom`` accumulator units
+  shift is an int32 bias, of units made finer by scaling the codes into the
+  8-bit containers' spare range
   (:meth:`~qgait_lab.deploy.integer_model.IntegerConv.int32_bias`).
 * **ReLU**: a clamp at 0 of integers; before a quantizer it is the lower end of
   the code range.
@@ -78,14 +79,15 @@ BIAS_MODES = ("exact", "onnx")
 def _accumulate(codes: Tensor, conv: IntegerConv, int32_bias: bool = False) -> tuple[Tensor, Tensor]:
     """``(accumulator, unit)``: the int32 sum of code products (as int64) and the real value of one unit.
 
-    With ``int32_bias`` the weights are ``headroom`` times larger codes (the
-    same values) and the BN shift is added as an int32 bias, as an integer
-    kernel computes it.
+    With ``int32_bias`` the operands are ``headroom`` and ``input_headroom``
+    times larger codes (the same values) and the BN shift is added as an int32
+    bias, as the exported graph's integer kernel computes it.
     """
-    h = conv.headroom if int32_bias else 1
-    acc = F.conv2d(codes.double(), conv.folded_codes.double() * h, stride=conv.stride, padding=conv.padding)
+    hw, hx = (conv.headroom, conv.input_headroom) if int32_bias else (1, 1)
+    acc = F.conv2d(codes.double() * hx, conv.folded_codes.double() * hw, stride=conv.stride,
+                   padding=conv.padding)
     acc = torch.round(acc).to(torch.int64)
-    unit = conv.accumulator_scale / h
+    unit = conv.accumulator_scale / (hw * hx)
     if int32_bias:
         bias, unit = conv.int32_bias()
         acc = acc + bias.view(1, -1, 1, 1)
