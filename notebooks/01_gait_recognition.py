@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 01 · Gait recognition: silhouettes, GaitBase and the evaluation protocol
 #
-# *QGait lab, notebook 1 of 8. Paper: Sec. 3.1 (Eq. 1) and Sec. 4.1; OpenGait's data and evaluation
+# *QGait lab, notebook 1 of 9. Paper: Sec. 3.1 (Eq. 1) and Sec. 4.1; OpenGait's data and evaluation
 # conventions.*
 #
 # QGait compresses a gait recognition network to 4 or 8 bits. Before any quantization, this notebook

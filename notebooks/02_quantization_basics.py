@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 02 · Quantization basics: Eqs. 2–4, the STE, LSQ, DoReFa and PACT
 #
-# *QGait lab, notebook 2 of 8. Paper: Sec. 3.1 (Eqs. 2–4). Baselines: LSQ (Esser et al., 2019),
+# *QGait lab, notebook 2 of 9. Paper: Sec. 3.1 (Eqs. 2–4). Baselines: LSQ (Esser et al., 2019),
 # DoReFa-Net (Zhou et al., 2016), PACT (Choi et al., 2018).*
 #
 # Notebook 01 built GaitBase, a network of convolutions and one set of part-wise linear layers. QGait

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 03 · The soft quantizer θ_k, derived step by step
 #
-# *QGait lab, notebook 3 of 8. Paper: Sec. 3.2 (Eqs. 6–12) and Appendix A.1 (Eqs. 16–19).*
+# *QGait lab, notebook 3 of 9. Paper: Sec. 3.2 (Eqs. 6–12) and Appendix A.1 (Eqs. 16–19).*
 #
 # Notebook 02 introduced the straight-through estimator (STE): in the backward pass, the round function's
 # gradient is taken to be 1. QGait replaces it by the slope of a smooth staircase θ_k, and then argues,

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 04 · Exploring k: sliders for the soft quantizer
 #
-# *QGait lab, notebook 4 of 8. Paper: Sec. 3.1–3.2 (Eqs. 2–7, 9–12), Fig. 3.*
+# *QGait lab, notebook 4 of 9. Paper: Sec. 3.1–3.2 (Eqs. 2–7, 9–12), Fig. 3.*
 #
 # Notebook 03 derived the moments of the soft quantizer's gradient. Here you move three knobs, the
 # sharpness **k**, the **bit-width** and the quantizer's **step**, and watch what happens to θ_k, its

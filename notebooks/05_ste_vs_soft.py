@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 05 · The STE against the soft gradient, and Fig. 5 at lab scale
 #
-# *QGait lab, notebook 5 of 8. Paper: Sec. 3.1 (Eqs. 2–4), Sec. 3.2 (Eqs. 6–7), Sec. 4.3 and Appendix A.2
+# *QGait lab, notebook 5 of 9. Paper: Sec. 3.1 (Eqs. 2–4), Sec. 3.2 (Eqs. 6–7), Sec. 4.3 and Appendix A.2
 # (Fig. 5).*
 #
 # Notebook 02 built the quantizers (LSQ, DoReFa, PACT) and their straight-through estimator (STE);

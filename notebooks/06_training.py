@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 06 · Training QGait: full precision → stage 1 (STE) → stage 2 (θ_k + IDD)
 #
-# *QGait lab, notebook 6 of 8. Paper: Sec. 3.2 (the two-stage strategy), Sec. 3.3 (IDD), Sec. 4.1
+# *QGait lab, notebook 6 of 9. Paper: Sec. 3.2 (the two-stage strategy), Sec. 3.3 (IDD), Sec. 4.1
 # (training settings), Table 3a (the k schedule).*
 #
 # This notebook trains the paper's method end to end. It scales from a laptop-CPU run of a few minutes on

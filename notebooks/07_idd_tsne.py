@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 07 · Distillation: vanilla KD against IDD, logit variance, and t-SNE
 #
-# *QGait lab, notebook 7 of 8. Paper: Sec. 3.3 (Eqs. 13–15), Fig. 4, Table 3b.*
+# *QGait lab, notebook 7 of 9. Paper: Sec. 3.3 (Eqs. 13–15), Fig. 4, Table 3b.*
 #
 # A 4-bit model clusters the samples of each identity as well as the full-precision model does, but the
 # paper observes that the *distances between identities* change (Fig. 4), and that this, not the

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 08 · BitOPs, Tables 1–2, and accuracy per BitOP
 #
-# *QGait lab, notebook 8 of 8. Paper: Sec. 4.1 (the BitOPs formula), Tables 1–2, Fig. 1a.*
+# *QGait lab, notebook 8 of 9. Paper: Sec. 4.1 (the BitOPs formula), Tables 1–2, Fig. 1a.*
 #
 # Quantization is about cost. The paper measures cost in BitOPs, multiply-accumulates weighted by the
 # bit-widths of their operands, and summarises its results as "accuracy per BitOP" (Fig. 1a). Here we
@@ -318,5 +318,6 @@ if budget == "fast":
 #   every frame at full resolution, causes almost all of the extra cost.
 # * Accuracy per BitOP is a ratio dominated by the bit-width; compare methods at equal bits.
 #
-# This is the last notebook of the course. `qgait-lab reproduce --what table1 --seeds 3` reruns the whole
-# Table 1 comparison on SynthGait over several seeds and says where the paper's ordering holds.
+# `qgait-lab reproduce --what table1 --seeds 3` reruns the whole Table 1 comparison on SynthGait over several
+# seeds and says where the paper's ordering holds. Notebook 09 turns the 4-bit model into a real integer
+# model and times it: BitOPs against the clock.

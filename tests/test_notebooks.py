@@ -1,10 +1,10 @@
-"""The course notebooks: pairing, structure, exercises, and a fast-mode run of all eight.
+"""The course notebooks: pairing, structure, exercises, and a fast-mode run of all nine.
 
 * every ``notebooks/NN_topic.py`` (the source of truth) has its ``.ipynb`` pair, in sync and without
   outputs (jupytext's own comparison);
 * each opens with learning goals, holds at least two graded exercises laid out as stub cell + check
   cell, imports the library and defines no classes (thin notebooks);
-* all eight execute top to bottom in fast mode (``QGAIT_FAST=1``), in order, in one temporary working
+* all nine execute top to bottom in fast mode (``QGAIT_FAST=1``), in order, in one temporary working
   directory (``runs/`` and the SynthGait cache stay out of the repository), through the lost-request
   watchdog of :mod:`qgait_lab.course.execute`; every check reports "not attempted", and no output holds a
   line or a value of the reference solutions;
@@ -37,7 +37,8 @@ from qgait_lab.exercises import exercises_of
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 EXPECTED = ["01_gait_recognition", "02_quantization_basics", "03_soft_round_derivation",
-            "04_k_slider_explorer", "05_ste_vs_soft", "06_training", "07_idd_tsne", "08_bitops_and_tables"]
+            "04_k_slider_explorer", "05_ste_vs_soft", "06_training", "07_idd_tsne", "08_bitops_and_tables",
+            "09_fake_to_integer"]
 TRAINING = EXPECTED[4:]
 SOURCES = [NOTEBOOK_DIR / f"{name}.py" for name in EXPECTED]
 CELL_TIMEOUT = 600          # seconds per cell; fast mode needs far less
@@ -52,7 +53,7 @@ def _code(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------
 # Pairing and structure
 # ---------------------------------------------------------------------------
-def test_the_eight_notebooks_are_there():
+def test_the_nine_notebooks_are_there():
     found = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
     assert found == EXPECTED
     assert (NOTEBOOK_DIR / "jupytext.toml").is_file()
@@ -86,7 +87,7 @@ def test_notebook_structure(source):
     assert first.cell_type == "markdown" and "Learning goals" in first.source, \
         "the notebook must open with its learning goals"
     assert first.source.lstrip().startswith(f"# {source.stem[:2]} ·")
-    assert f"notebook {int(source.stem[:2])} of 8" in first.source
+    assert f"notebook {int(source.stem[:2])} of {len(EXPECTED)}" in first.source
     code = "\n".join(_code(source))
     assert "from qgait_lab" in code
     tree = ast.parse(jupytext.writes(nb, fmt="py:percent"))
@@ -141,7 +142,7 @@ def _kernel_env(work: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory):
-    """One working directory for all eight (later notebooks reuse earlier runs)."""
+    """One working directory for all nine (later notebooks reuse earlier runs)."""
     work = tmp_path_factory.mktemp("lab")
     timings: dict[str, float] = {}
     before = set(NOTEBOOK_DIR.rglob("*"))

@@ -7,6 +7,6 @@ from . import core
 from .core import REGISTRY, CheckResult, Exercise, exercises_of, hint
 
 # One module per notebook; importing a module registers its exercises.
-from . import gait, quantization, soft_round, explorer, ste_vs_soft, training, idd, bitops  # noqa: E402,F401
+from . import gait, quantization, soft_round, explorer, ste_vs_soft, training, idd, bitops, deployment  # noqa: E402,F401,E501
 
 __all__ = ["core", "REGISTRY", "CheckResult", "Exercise", "exercises_of", "hint"]
