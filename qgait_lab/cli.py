@@ -14,7 +14,9 @@ EXAMPLES = {
   qgait-lab bitops --frames 100 --bits 32 8 4 --json
   qgait-lab bitops --frames 120 --classes 20000              # GREW, Table 2a: 141.96 G
   qgait-lab bitops --convention conv-linear                  # MACs of conv and linear layers only
-  qgait-lab bitops --channels 16 32 64 128 --height 32 --width 22 --frames 30""",
+  qgait-lab bitops --channels 16 32 64 128 --height 32 --width 22 --frames 30
+  qgait-lab bitops --model gaitset --frames 100                # Table 1: 10.68 G (gaitpart: 10.67 G)
+  qgait-lab bitops --model gaitpart --frames 120 --config grew # Table 2a: 31.68 G (gaitset: 50.68 G)""",
     "sanity": """examples:
   qgait-lab sanity            # checks of the quantizers on random data""",
 }
@@ -23,11 +25,15 @@ EXAMPLES = {
 def _add_bitops(sub) -> None:
     p = sub.add_parser("bitops", help="MACs and BitOPs of a model per bit-width (paper Sec. 4.1)",
                        epilog=EXAMPLES["bitops"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="gaitbase", help="registered model name (default: gaitbase)")
+    p.add_argument("--model", default="gaitbase",
+                   help="registered model name: gaitbase (default), gaitset, gaitpart")
+    p.add_argument("--config", default=None, metavar="NAME",
+                   help="gaitset/gaitpart: OpenGait's configuration, casia-b (default) or grew / oumvlp "
+                   "(the larger model of Table 2a)")
     p.add_argument("--frames", type=int, default=100, help="frames in the sequence (paper: 100)")
-    p.add_argument("--classes", type=int, default=3000, help="training identities (Gait3D: 3000)")
+    p.add_argument("--classes", type=int, default=3000, help="gaitbase: training identities (Gait3D: 3000)")
     p.add_argument("--channels", type=int, nargs=4, default=None, metavar="C",
-                   help="four stage widths (default: 64 128 256 512)")
+                   help="gaitbase: four stage widths (default: 64 128 256 512)")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=44)
     p.add_argument("--bits", type=int, nargs="+", default=[32, 8, 4], help="bit-widths to count")
@@ -51,24 +57,37 @@ def _run_bitops(args) -> int:
     convention = get_convention(getattr(args, "convention", None) or PAPER_CONVENTION)
     if args.frames < 1:
         raise QGaitError(f"--frames must be >= 1, got {args.frames}")
-    channels = tuple(args.channels or PAPER_CHANNELS)
+    config = getattr(args, "config", None)
+    if args.model == "gaitbase":
+        if config is not None:
+            raise QGaitError("--config chooses a gaitset/gaitpart configuration; gaitbase takes --channels "
+                             "and --classes")
+        channels = list(args.channels or PAPER_CHANNELS)
+        setting = {"classes": args.classes, "channels": channels}
+        options = {"num_classes": args.classes, "channels": tuple(channels)}
+        described, path = f"channels {channels}", ", inference path (BNNeck head excluded)"
+    else:
+        if args.channels is not None:
+            raise QGaitError(f"--channels sets gaitbase's stage widths; {args.model} takes --config")
+        setting = {"config": config or "casia-b"}
+        options = dict(setting)
+        described, path = f"OpenGait's {setting['config']} configuration", ""
     policy = None
     if args.first_last_bits is not None:
         fl = (args.first_last_bits, args.first_last_bits)
         policy = LayerPolicy(first_layer_bits=fl, last_layer_bits=fl)
     def shapes_only():  # the count needs shapes only: build on the meta device, skipping the weight init
         with torch.device("meta"):
-            return build_model(args.model, num_classes=args.classes, channels=channels)
+            return build_model(args.model, **options)
 
     rows = bitops_table(shapes_only, [torch.zeros(1, args.frames, args.height, args.width)], args.bits,
                         policy=policy, include=gaitbase_inference_layers, convention=convention.name)
     if args.json:
-        print(json.dumps({"model": args.model, "frames": args.frames, "classes": args.classes,
-                          "channels": list(channels), "input": [args.height, args.width],
+        print(json.dumps({"model": args.model, "frames": args.frames, **setting,
+                          "input": [args.height, args.width],
                           "convention": convention.name, "rows": rows}, indent=2))
     else:
-        print(f"{args.model}: channels {list(channels)}, {args.frames} frames of "
-              f"{args.height}x{args.width}, inference path (BNNeck head excluded)")
+        print(f"{args.model}: {described}, {args.frames} frames of {args.height}x{args.width}{path}")
         print(f"convention {convention.name!r}: {convention.description}")
         print(format_bitops_table(rows))
     return 0

@@ -21,8 +21,9 @@ triplet loss and retrieval use these), ``logits`` ``[n, classes, p]`` and
 from __future__ import annotations
 
 import contextlib
+import math
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,16 +106,33 @@ class SetBlockWrapper(nn.Module):
         return y.reshape(n, s, *y.shape[1:]).transpose(1, 2).contiguous()
 
 
+def per_sequence(fn: Callable[[Tensor], Tensor], x: Tensor,
+                 seqL: Sequence[int] | Tensor | None) -> Tensor:
+    """Apply ``fn`` to each sequence packed along the frame axis (``dim=2``) of ``x``.
+
+    ``x`` is ``[n, c, s, ...]``; with ``seqL`` it holds one packed batch
+    (``n = 1``, ``s = sum(seqL)``) and the results are stacked along ``dim=0``,
+    as OpenGait's ``PackSequenceWrapper`` does.  Without ``seqL``, ``fn(x)``.
+    """
+    if seqL is None:
+        return fn(x)
+    lengths = [int(t) for t in seqL]
+    return torch.cat([fn(part) for part in x.split(lengths, dim=2)], dim=0)
+
+
 def temporal_max(x: Tensor, seqL: Sequence[int] | Tensor | None) -> Tensor:
     """Max over frames (``dim=2``); with ``seqL``, per packed sequence (set pooling)."""
-    if seqL is None:
-        return x.max(dim=2).values
-    lengths = [int(t) for t in seqL]
-    return torch.cat([part.max(dim=2).values for part in x.split(lengths, dim=2)], dim=0)
+    return per_sequence(lambda part: part.max(dim=2).values, x, seqL)
 
 
 class HorizontalPoolingPyramid(nn.Module):
-    """Split each map into ``bins`` horizontal strips; pool each by mean + max -> [n, c, p]."""
+    """Split each map into ``bins`` horizontal strips; pool each by mean + max -> [n, c, p].
+
+    One pyramid level per entry of ``bin_num``, concatenated along the parts:
+    GaitBase and GaitPart use ``(16,)``, GaitSet ``(16, 8, 4, 2, 1)`` (31 parts).
+    As in OpenGait, a ``[h, w]`` map is flattened and cut into ``bins`` equal runs,
+    which are whole rows when ``bins`` divides ``h``.
+    """
 
     def __init__(self, bin_num: Sequence[int] = (16,)) -> None:
         super().__init__()
@@ -122,6 +140,10 @@ class HorizontalPoolingPyramid(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c = x.shape[:2]
+        cells = math.prod(x.shape[2:])
+        if any(cells % bins for bins in self.bin_num):
+            raise ValueError(f"a {tuple(x.shape[2:])} feature map does not split into {self.bin_num} "
+                             "equal strips: use a taller input or fewer bins")
         features = []
         for bins in self.bin_num:
             z = x.reshape(n, c, bins, -1)
