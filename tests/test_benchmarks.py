@@ -38,3 +38,17 @@ def test_bench_data_prints_a_rate_for_every_preset_and_worker_count():
     assert all(float(r[2]) > 0 and float(r[4]) > 0 for r in rows)     # batches/s, CPU s per batch
     summary = [line for line in proc.stdout.splitlines() if line.startswith("# casia-b: per worker")]
     assert len(summary) == 1 and "goal 22.7/s" in summary[0] and "workers at the measured rate" in summary[0]
+
+
+def test_bench_deploy_prints_every_variant_its_bytes_and_its_profile():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_deploy.py"), "--cases", "quarter", "--batches", "1",
+           "--reps", "1", "--seconds", "0", "--profile-runs", "1", "--threads", "1",
+           "--variants", "torch-fp32", "ort-fp32", "ort-w8a8", "ort-w4a4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("quarter  32x22")]
+    assert [r[3] for r in rows] == ["torch-fp32", "ort-fp32", "ort-w8a8", "ort-w4a4"]
+    assert rows[0][5] == "1.00x" and rows[1][6] == "1.00x" and all(float(r[4]) > 0 for r in rows)
+    assert "packed int4" in proc.stdout and "QLinearConv" in proc.stdout and "per-node profile" in proc.stdout
+    assert "no slower than ort fp32" in proc.stdout
