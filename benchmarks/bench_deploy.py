@@ -104,6 +104,7 @@ from qgait_lab.deploy import IntegerGaitBase, build_integer_model  # noqa: E402
 from qgait_lab.deploy.onnx_export import INPUT, export_float_onnx, export_onnx  # noqa: E402
 from qgait_lab.deploy.onnx_runtime import OnnxModel  # noqa: E402
 from qgait_lab.deploy.serialize import model_bytes, save_integer_model  # noqa: E402
+from qgait_lab.deploy.timing import time_interleaved  # noqa: E402
 from qgait_lab.models import GaitBase  # noqa: E402
 from qgait_lab.models.gaitbase import temporal_max  # noqa: E402
 from qgait_lab.quant import quantize_model  # noqa: E402
@@ -308,31 +309,6 @@ class Case:
             path = save_integer_model(self.integer[bits], self.folder / f"{self.label}-w{bits}a{bits}.pt")
             sizes[f"w{bits}a{bits}.pt"] = path.stat().st_size
         return sizes
-
-
-def time_interleaved(runners: dict[str, Callable[[], object]], warmup: int, reps: int,
-                     seconds: float) -> tuple[dict[str, float], int]:
-    """Median seconds per call of each runner, and the number of timed rounds.
-
-    After ``warmup`` untimed calls each (at least one: the last warm-up round
-    is timed, to size the rest), every round calls each runner once, so that
-    drift in the machine's load hits all alike.  Rounds: at least ``reps``,
-    more (up to 100) while they fit in ``seconds``.
-    """
-    round_s = 0.0
-    for run in runners.values():
-        for _ in range(max(warmup, 1)):
-            t0 = time.perf_counter()
-            run()
-        round_s += time.perf_counter() - t0
-    rounds = max(reps, min(100, int(seconds / round_s)))
-    times: dict[str, list[float]] = {v: [] for v in runners}
-    for _ in range(rounds):
-        for v, run in runners.items():
-            t0 = time.perf_counter()
-            run()
-            times[v].append(time.perf_counter() - t0)
-    return {v: statistics.median(t) for v, t in times.items()}, rounds
 
 
 def profile(paths: dict[str, Path], sils: torch.Tensor, threads: int, runs: int, folder: Path,

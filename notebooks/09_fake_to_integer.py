@@ -61,7 +61,6 @@ REPEATS = 20                 # timed runs per variant (the median is reported)
 
 # %%
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +77,7 @@ from qgait_lab.deploy.export import parity_sequences
 from qgait_lab.deploy.onnx_eval import evaluate_onnx
 from qgait_lab.deploy.onnx_export import export_float_onnx, export_onnx
 from qgait_lab.deploy.onnx_runtime import OnnxModel
+from qgait_lab.deploy.timing import time_interleaved
 from qgait_lab.deploy.reference import conv_codes
 from qgait_lab.deploy.serialize import model_bytes
 from qgait_lab.training.pipeline import Experiment, input_size, model_bitops
@@ -471,19 +471,8 @@ for bits, (_, _, path) in sorted(quantized.items(), reverse=True):
 runs = {"torch fp32 (eager)": torch_fp32, **{name: (lambda s=s: s.embed(x)) for name, s in sessions.items()}}
 
 
-def median_ms(runs):
-    """The median time (ms) of each run, the runs interleaved so that a change of machine load hits all alike."""
-    times = {name: [] for name in runs}
-    for repeat in range(REPEATS + 1):                      # the first round warms up (first-call allocations)
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if repeat:
-                times[name].append(time.perf_counter() - start)
-    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
-
-
-timings = median_ms(runs)
+seconds, _ = time_interleaved(runs, warmup=1, reps=REPEATS, seconds=0)   # interleaved rounds, medians
+timings = {name: 1000 * s for name, s in seconds.items()}
 print(f"{TIMING_FRAMES} frames of {input_size(cfg)[0]}x{input_size(cfg)[1]}, {threads} thread(s): " + ", ".join(
     f"{name} {ms:.2f} ms" for name, ms in timings.items()))
 
