@@ -172,10 +172,10 @@ def test_non_finite_loss_stops_with_iteration_and_keeps_checkpoint(workdir, monk
 
 
 def test_narrow_strided_convolutions_keep_nchw_instead_of_crashing(tmp_path):
-    """PyTorch's CPU channels_last backward corrupts the heap for strided convolutions
-    with 2-7 input channels (a 4-channel GaitBase crashed the benchmark); the trainer's
-    layout switch leaves such models in NCHW.  Run in a child process: the failure
-    mode is a crash, not an exception."""
+    """PyTorch's CPU channels_last backward corrupts the heap for strided 1x1 convolutions
+    with 1-8 input channels (a 4-channel GaitBase crashed the benchmark, an 8-channel one
+    make test); the trainer's layout switch leaves such models in NCHW.  Run in a child
+    process: the failure mode is a crash, not an exception."""
     import subprocess
     import sys
 
@@ -184,15 +184,16 @@ def test_narrow_strided_convolutions_keep_nchw_instead_of_crashing(tmp_path):
         "import warnings, torch\n"
         "from qgait_lab.training.config import load_config\n"
         "from qgait_lab.training.pipeline import build_float_model\n"
-        "cfg = load_config('tiny-cpu', ['model.channels=[4, 8, 8, 16]'])\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        "    model = build_float_model(cfg, 8)\n"
-        "assert any('channels_last' in str(w.message) for w in caught)\n"
-        "x = (torch.rand(4, 8, 32, 22) > 0.5).float()\n"
-        "for _ in range(3):\n"
-        "    out = model(x)\n"
-        "    (out['logits'].mean() + out['embeddings'].pow(2).mean()).backward()\n"
+        "for channels in ('[4, 8, 8, 16]', '[8, 16, 32, 64]'):\n"
+        "    cfg = load_config('tiny-cpu', [f'model.channels={channels}'])\n"
+        "    with warnings.catch_warnings(record=True) as caught:\n"
+        "        warnings.simplefilter('always')\n"
+        "        model = build_float_model(cfg, 8)\n"
+        "    assert any('channels_last' in str(w.message) for w in caught), channels\n"
+        "    x = (torch.rand(4, 8, 32, 22) > 0.5).float()\n"
+        "    for _ in range(3):\n"
+        "        out = model(x)\n"
+        "        (out['logits'].mean() + out['embeddings'].pow(2).mean()).backward()\n"
         "print('survived')\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

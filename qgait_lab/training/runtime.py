@@ -71,20 +71,28 @@ def fuse_quantizers(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cpu")
 
 
+#: Strided convolutions with at most this many input channels stay NCHW (see :func:`to_channels_last`).
+UNSAFE_NHWC_CHANNELS = 8
+
+
 def to_channels_last(model: nn.Module) -> nn.Module:
     """Move convolution weights to the NHWC layout, unless PyTorch's CPU kernels would crash.
 
-    PyTorch 2.13's CPU backward of a strided convolution in channels_last with
-    2 to 7 input channels corrupts the heap (found with a 4-channel GaitBase
-    whose 1x1 stride-2 shortcut crashed the process).  Such narrow models gain
-    nothing from NHWC, so they keep the default layout, with a warning, on every
-    device (the model is built before it is moved).
+    PyTorch 2.13's CPU backward of a strided 1x1 convolution in channels_last
+    with 1 to 8 input channels corrupts the heap (found with a 4-channel
+    GaitBase whose stride-2 shortcut crashed the process; an 8-channel one
+    crashed ``make test`` once).  Probed with glibc's heap checks
+    (``MALLOC_CHECK_=3``) over 1-32 input channels, 1 and 2 threads: 1-8 crash,
+    9 and more do not, and 3x3 kernels do not.  Such narrow models gain nothing
+    from NHWC, so they keep the default layout, with a warning, on every device
+    (the model is built before it is moved).
     """
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and 1 < m.in_channels < 8:
+        if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and m.in_channels <= UNSAFE_NHWC_CHANNELS:
             warnings.warn(f"runtime.channels_last: keeping the NCHW layout because {name} is a strided "
                           f"convolution with {m.in_channels} input channels, which PyTorch's CPU "
-                          "channels_last kernels mishandle; use >= 8 channels for NHWC", stacklevel=2)
+                          f"channels_last kernels mishandle; use more than {UNSAFE_NHWC_CHANNELS} "
+                          "channels for NHWC", stacklevel=2)
             return model
     return model.to(memory_format=torch.channels_last)
 
