@@ -49,6 +49,20 @@ def assert_passes(checker, answer) -> None:
     assert result.status == "passed", f"{checker.__name__} rejects the reference solution: {result}"
 
 
+def assert_hidden_checks_separate(checks: Iterable[Any], solution: Any, wrongs: Iterable[Any]) -> None:
+    """Every hidden check returns its message for ``solution`` and raises ``Wrong`` for each of ``wrongs``."""
+    import pytest
+
+    from qgait_lab.exercises.core import Wrong
+
+    wrongs = list(wrongs)
+    for check in checks:
+        assert isinstance(check(solution), str)
+        for wrong in wrongs:
+            with pytest.raises(Wrong):
+                check(wrong)
+
+
 def assert_not_attempted(checker, stub: Any = None) -> None:
     result = checker(stub)
     assert result.status == "not attempted", f"{checker.__name__} on a stub: {result}"

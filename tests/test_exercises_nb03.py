@@ -10,8 +10,8 @@ import pytest
 import sympy as sp
 import torch
 
-from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
-                              assert_passes, load_instructor_module)
+from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
+                              assert_not_attempted, assert_passes, load_instructor_module)
 from qgait_lab import checks
 from qgait_lab import theory as T
 from qgait_lab.exercises import exercises_of
@@ -228,11 +228,7 @@ def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise_id):
     from qgait_lab.exercises.core import Wrong, get
 
     answer = getattr(SOLUTIONS, get(exercise_id).answer)
-    for check in HIDDEN[exercise_id]:
-        assert isinstance(check(answer), str)
-        for wrong in WRONG_FOR_HIDDEN[exercise_id]:
-            with pytest.raises(Wrong):
-                check(wrong)
+    assert_hidden_checks_separate(HIDDEN[exercise_id], answer, WRONG_FOR_HIDDEN[exercise_id])
 
 
 def test_hidden_checks_catch_what_the_visible_checks_miss():

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
-                              assert_passes, load_instructor_module)
+from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
+                              assert_not_attempted, assert_passes, load_instructor_module)
 from qgait_lab import checks
 from qgait_lab.exercises import explorer as ex
 from qgait_lab.exercises import exercises_of
@@ -124,11 +124,7 @@ WRONG_FOR_HIDDEN = {"4.1": [fraction_half_width, fraction_without_sqrt], "4.2": 
 @pytest.mark.parametrize("exercise_id", sorted(HIDDEN))
 def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise_id):
     answer = getattr(SOLUTIONS, get(exercise_id).answer)
-    for check in HIDDEN[exercise_id]:
-        assert isinstance(check(answer), str)
-        for wrong in WRONG_FOR_HIDDEN[exercise_id]:
-            with pytest.raises(Wrong):
-                check(wrong)
+    assert_hidden_checks_separate(HIDDEN[exercise_id], answer, WRONG_FOR_HIDDEN[exercise_id])
 
 
 def test_hidden_checks_catch_what_the_visible_check_misses():

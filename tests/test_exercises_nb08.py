@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
-                              assert_passes, load_instructor_module)
+from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
+                              assert_not_attempted, assert_passes, load_instructor_module)
 from qgait_lab import checks
 from qgait_lab.exercises import bitops
 from qgait_lab.exercises.core import Wrong
@@ -165,11 +165,7 @@ WRONG_FOR_HIDDEN = {
 def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise):
     answer = {"8.1": SOL.conv_bitops, "8.2": SOL.first_last_bitops, "8.3": SOL.first_layer_share}[exercise]
     assert HIDDEN[exercise], f"Exercise {exercise} has no hidden check"
-    for check in HIDDEN[exercise]:
-        assert isinstance(check(answer), str)
-        for wrong in WRONG_FOR_HIDDEN[exercise]:
-            with pytest.raises(Wrong):
-                check(wrong)
+    assert_hidden_checks_separate(HIDDEN[exercise], answer, WRONG_FOR_HIDDEN[exercise])
 
 
 def test_a_typed_copy_passes_the_visible_check_but_not_the_hidden_one():

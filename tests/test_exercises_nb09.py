@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
-                              assert_passes, load_instructor_module)
+from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
+                              assert_not_attempted, assert_passes, load_instructor_module)
 from qgait_lab import checks
 from qgait_lab.deploy.accumulator import (accumulator_bits, accumulator_bound, largest_input_code,
                                           largest_weight_code, layer_accumulator_rows)
@@ -281,11 +281,7 @@ WRONG_FOR_HIDDEN = {
 def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise):
     answer = {"9.1": SOL.requantize_codes, "9.2": SOL.accumulator_bits_needed}[exercise]
     assert HIDDEN[exercise], f"Exercise {exercise} has no hidden check"
-    for check in HIDDEN[exercise]:
-        assert isinstance(check(answer), str)
-        for wrong in WRONG_FOR_HIDDEN[exercise]:
-            with pytest.raises(Wrong):
-                check(wrong)
+    assert_hidden_checks_separate(HIDDEN[exercise], answer, WRONG_FOR_HIDDEN[exercise])
 
 
 def test_a_step_that_ignores_multipliers_above_one_passes_visibly_but_not_hidden():
