@@ -1,6 +1,5 @@
 """The integer model (qgait_lab.deploy): fixed-point requantization, exact accumulators, and parity
 with the fake-quantized model it was built from (issue 14's acceptance bar)."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +10,7 @@ from qgait_lab.deploy import (build_integer_model, compare_codes, embedding_cosi
                               integer_forward, quantize_multiplier, requantize)
 from qgait_lab.deploy.grids import activation_grid, weight_codes
 from qgait_lab.errors import ConfigError
+from qgait_lab.evaluation import eval_sequence
 from qgait_lab.models import GaitBase
 from qgait_lab.quant import quantize_model
 from qgait_lab.training.config import load_config
@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
             models[method, bits] = exp.run().model.cpu().eval()
     transform = eval_transform(exp.cfg)
     test = exp.test_set
-    sils = torch.stack([transform(torch.from_numpy(np.asarray(test.load(i)[:10])).float(), None)
+    sils = torch.stack([eval_sequence(test, i, transform, max_frames=10)
                         for i in range(0, len(test), max(1, len(test) // 6))][:6])
     return models, sils
 
