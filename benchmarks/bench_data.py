@@ -57,7 +57,7 @@ import torch
 from qgait_lab.data.dataset import GaitDataset
 from qgait_lab.data.opengait import write_partition, write_sequence
 from qgait_lab.training.config import load_config
-from qgait_lab.training.pipeline import TrainBatches
+from qgait_lab.experiments.pipeline import TrainBatches
 
 H200_STEP_S = 0.088     # full-size GaitBase, CASIA-B batch, fp16 AMP, compiled (benchmarks/README.md)
 GOAL = 2 / H200_STEP_S  # batches per second: twice the GPU's step rate

@@ -79,8 +79,8 @@ def make_step(model, compiled: bool, amp: bool):
             out = fwd(x)
             # Cross-entropy on the BNNeck logits plus a term on the embeddings,
             # so that both heads of the network carry gradient, as in training.
-            loss = (F.cross_entropy(16 * out["logits"].float().mean(-1), y)
-                    + out["embeddings"].float().pow(2).mean())
+            loss = (F.cross_entropy(16 * out["training_feat"]["softmax"]["logits"].float().mean(-1), y)
+                    + out["inference_feat"]["embeddings"].float().pow(2).mean())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

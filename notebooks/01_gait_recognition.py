@@ -46,16 +46,16 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab.course.budget import notebook_config
+from qgait_lab.lab.course.budget import notebook_config
 from qgait_lab.data import GaitDataset, gei, gei_baseline, load_silhouettes, read_partition, scan_layout
 from qgait_lab.data.transforms import SilCutScale, cut_columns
 from qgait_lab.evaluation import CASIA_B_GALLERY, CASIA_B_PROBES, pairwise_distance
 from qgait_lab.models import build_model, count_parameters
 from qgait_lab.models.anatomy import gaitbase_parts, parameters_without_bnneck, parts_table
-from qgait_lab.training.pipeline import dataset_root
+from qgait_lab.experiments.pipeline import dataset_root
 from qgait_lab.training.runtime import fast_mode
-from qgait_lab.viz import cross_view_figure, input_transform_figure, silhouettes_figure
-from qgait_lab.widgets import find_data_samples, load_sample_sequence, setup_matplotlib
+from qgait_lab.lab.figures import cross_view_figure, input_transform_figure, silhouettes_figure
+from qgait_lab.lab.widgets import find_data_samples, load_sample_sequence, setup_matplotlib
 
 setup_matplotlib();
 
@@ -180,7 +180,7 @@ def cut_sides(frames):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_cut_sides(cut_sides)
 
 # %% [markdown]
@@ -220,7 +220,7 @@ def gei_of(frames):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_gei(gei_of)
 
 # %% [markdown]
@@ -292,7 +292,7 @@ def bnneck_parameters(num_classes, parts=16, embed_dim=256):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_bnneck_parameters(bnneck_parameters)
 
 # %% [markdown]
@@ -317,7 +317,7 @@ print(f"GaitBase with {model.config['num_classes']} classes: {count_parameters(m
 # * **Distance.** OpenGait compares two embeddings part by part: the Euclidean distance of each of the
 #   16 part vectors, **averaged over the parts**, d(a, b) = (1/16) Σ_p ‖a[:, p] − b[:, p]‖. This is
 #   not the Euclidean distance of the flattened 4096-vector (`pairwise_distance` in
-#   `qgait_lab/evaluation.py`):
+#   `qgait_lab/evaluation/distances.py`):
 
 # %%
 a, b = torch.randn(2, 256, 16)
@@ -364,12 +364,12 @@ def casia_b_rank1(dist, probe_labels, probe_views, gallery_labels, gallery_views
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_casia_b_rank1(casia_b_rank1)
 
 # %% [markdown]
 # The library's version is `casia_b_protocol(features, labels, types, views)` in
-# `qgait_lab/evaluation.py`. It takes the embeddings of the whole test set, computes the distances
+# `qgait_lab/evaluation/protocols.py`. It takes the embeddings of the whole test set, computes the distances
 # itself and returns all three conditions, with the Rank-1 of every view pair in `pair_accuracy`.
 # `exclude_identical_view=False` keeps the identical-view pairs, and `same_view=True` keeps only them.
 #
@@ -420,7 +420,7 @@ cross_view_figure(floor.cross_view,
 floor_reading = None  # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_floor_reading(floor_reading)
 
 # %% [markdown]

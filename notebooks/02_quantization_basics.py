@@ -52,16 +52,16 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from torch import nn
 
-from qgait_lab import checks
+from qgait_lab.lab import checks
 from qgait_lab.data.transforms import SilCutScale
 from qgait_lab.models import build_model
 from qgait_lab.quant import (METHODS, DoReFaActQuantizer, DoReFaWeightQuantizer, LayerPolicy, LSQQuantizer,
                              PACTQuantizer, layer_bits, quantize_model, quantizers, round_ste)
 from qgait_lab.quant.bitops import bitops_table, gaitbase_inference_layers
 from qgait_lab.quant.functional import lsq_bounds, lsq_fake_quant
-from qgait_lab.viz import (forward_backward_figure, quantization_error_parts, quantizer_response,
-                           step_tradeoff_figure, uniform_quantization_figure)
-from qgait_lab.widgets import load_sample_sequence, setup_matplotlib
+from qgait_lab.lab.figures import (forward_backward_figure, quantization_error_parts, quantizer_response,
+                                   step_tradeoff_figure, uniform_quantization_figure)
+from qgait_lab.lab.widgets import load_sample_sequence, setup_matplotlib
 
 setup_matplotlib(prefer_widget=False)
 gen = torch.Generator().manual_seed(0)
@@ -156,7 +156,7 @@ def lsq_codes(v, step, bits, signed):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_lsq_codes(lsq_codes)
 
 # %% [markdown]
@@ -262,7 +262,7 @@ def lsq_step_grad(v, step, bits, signed):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_lsq_step_grad(lsq_step_grad)
 
 # %% [markdown]
@@ -355,7 +355,7 @@ def pact_alpha_grad(x, alpha, bits):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_pact_alpha_grad(pact_alpha_grad)
 
 # %% [markdown]
@@ -418,7 +418,7 @@ def dorefa_weight(w, bits):
 
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_dorefa_weight(dorefa_weight)
 
 # %% [markdown]
@@ -532,7 +532,7 @@ print("quantizers in BNNecks:", sum(1 for _ in quantizers(small_gaitbase.BNNecks
 mask_reason = None  # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_mask_reason(mask_reason)
 
 # %% [markdown]

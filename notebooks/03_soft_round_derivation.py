@@ -40,7 +40,7 @@
 # the cell displays with a label and checks with an `assert`, so a cell fails loudly if a step is wrong.
 # Exercises are marked ✏️: fill in the stub cell (`# Exercise N.M`), then run the check cell below it.
 # A failed check says what is wrong and where; `checks.hint("3.2")` gives a nudge, `checks.hint("3.2", 2)`
-# more. The library behind the derivations is `qgait_lab.theory`; its `verify_*` functions re-check
+# more. The library behind the derivations is `qgait_lab.lab.theory`; its `verify_*` functions re-check
 # everything at the end.
 
 # %%
@@ -49,11 +49,12 @@ import sympy as sp
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab import checks  # noqa: F401  (the check cells import it again; this also explains NameErrors)
-from qgait_lab import theory as T
+from qgait_lab.lab import checks  # noqa: F401  (the check cells import it again; this also explains NameErrors)
+from qgait_lab.lab import theory as T
 from qgait_lab.quant.functional import soft_round, soft_round_slope
-from qgait_lab.viz import soft_quantizer_moments_figure, theta_k_figure
-from qgait_lab.widgets import setup_matplotlib
+from qgait_lab.experiments.figures import theta_k_figure
+from qgait_lab.lab.figures import soft_quantizer_moments_figure
+from qgait_lab.lab.widgets import setup_matplotlib
 
 setup_matplotlib()
 k, x, z, d = T.k, T.x, T.z, T.d
@@ -135,7 +136,7 @@ def theta_k(x: torch.Tensor, k: float) -> torch.Tensor:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_theta_k(theta_k)
 
 # %% [markdown]
@@ -187,7 +188,7 @@ assert zero(step_2 - eq10)
 mean_grad_G = None   # YOUR ANSWER: a sympy expression in k
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_mean_grad_G(mean_grad_G)
 
 # %% [markdown]
@@ -249,7 +250,7 @@ assert isinstance(sp.integrate(sp.sech(z) ** 4, z), sp.Integral)   # sympy gives
 sech4_antiderivative = None   # YOUR ANSWER: a sympy expression in z
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_sech4_antiderivative(sech4_antiderivative)
 
 # %% [markdown]
@@ -349,7 +350,7 @@ assert zero(k * mean_11 - rise)          # the same number as k times your E[∇
 slope_second_moment = None   # YOUR ANSWER: a sympy expression in k
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_slope_second_moment(slope_second_moment)
 
 # %% [markdown]
@@ -489,7 +490,7 @@ assert not dsq_checks["DSQ with the wrong cell index ≠ θ_k (must say no)"][0]
 dsq_alpha = None   # YOUR ANSWER: a sympy expression in k
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_dsq_alpha(dsq_alpha)
 
 # %% [markdown]
@@ -513,7 +514,7 @@ display(Markdown("**DSQ's α, checked by the library**\n\n" + T.checks_markdown(
 # %% [markdown]
 # ## 9. The whole main text, re-checked by the library
 #
-# Every claim this notebook derived, judged again by `qgait_lab.theory`'s verifiers (symbolically, and
+# Every claim this notebook derived, judged again by `qgait_lab.lab.theory`'s verifiers (symbolically, and
 # numerically or by Monte Carlo), with the full detail of each check. Where a detail would print one of
 # your answers, the table says so instead.
 

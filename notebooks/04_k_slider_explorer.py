@@ -36,7 +36,7 @@
 #
 # **How to work.** Run all cells, then play with the sliders. Exercises are marked ✏️: fill in the stub
 # cell (`# Exercise N.M`), then run the check cell below it; `checks.hint("4.1")` gives a nudge and
-# `checks.hint("4.1", 2)` more. The explorer is built by `qgait_lab.widgets.k_explorer` with
+# `checks.hint("4.1", 2)` more. The explorer is built by `qgait_lab.lab.widgets.k_explorer` with
 # `ipywidgets.interactive_output`; figures are inline unless `ipympl` is installed, in which case one
 # figure is redrawn in place.
 
@@ -47,9 +47,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from qgait_lab import checks  # noqa: F401  (the check cells import it again; this also explains NameErrors)
-from qgait_lab.widgets import (FirstLayersProbe, k_explorer, load_sample_sequence, setup_matplotlib,
-                               uniform_meaningful_fraction)
+from qgait_lab.lab import checks  # noqa: F401  (the check cells import it again; this also explains NameErrors)
+from qgait_lab.lab.widgets import (FirstLayersProbe, k_explorer, load_sample_sequence, setup_matplotlib,
+                                   uniform_meaningful_fraction)
 
 backend = setup_matplotlib()
 print(f"matplotlib backend: {backend}")
@@ -104,7 +104,7 @@ def meaningful_fraction(k: float, threshold: float = 0.1) -> float:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_meaningful_fraction(meaningful_fraction)
 
 # %% [markdown]
@@ -187,7 +187,7 @@ display(explorer)
 k_half = None   # YOUR ANSWER: a number, the k where the share crosses one half
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_k_half(k_half)
 
 # %% [markdown]
@@ -210,7 +210,7 @@ checks.check_k_half(k_half)
 step_choice = None   # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_step_slider_choice(step_choice)
 
 # %% [markdown]

@@ -36,7 +36,7 @@
 #    measurement;
 # 4. run the experiment behind Fig. 5 at lab scale and say what its loss and Rank-1 table compares.
 #
-# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`; `checks.hint("5.1")`
+# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.lab.checks`; `checks.hint("5.1")`
 # gives a first hint, `checks.hint("5.1", 2)` the next. The training runs at the end use the lab budget
 # by default (a few minutes on two CPU cores; `notebooks/README.md` has the measured times) and share the
 # full-precision model with notebooks 06–08 (`NAME`), so whichever runs first trains it.
@@ -45,6 +45,7 @@
 PRESET = "tiny-cpu"       # configuration preset for the Fig. 5 runs (see notebook 06)
 NAME = "lab"              # runs/<NAME>/, shared with notebooks 06-08 (the full-precision model is reused)
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
+MODEL = "gaitbase"        # gaitbase | gaitset | gaitpart, at the preset's size for it
 BITS = 4
 FIG5_KS = [1, 3, 5, 10]   # the k of the soft runs; the STE run is always added
 OVERRIDES = []            # extra --set style overrides, e.g. ["stage1.iterations=300"]
@@ -58,13 +59,14 @@ import numpy as np
 import torch
 from IPython.display import Image, Markdown, display
 
-from qgait_lab import checks
-from qgait_lab import theory as T
-from qgait_lab.course.budget import default_budget, notebook_config
+from qgait_lab.lab import checks
+from qgait_lab.lab import theory as T
+from qgait_lab.lab.course.budget import default_budget, notebook_config
 from qgait_lab.quant import LSQQuantizer
-from qgait_lab.training.pipeline import Experiment
-from qgait_lab.viz import loss_curves_figure, quantizer_response, read_metrics
-from qgait_lab.widgets import setup_matplotlib
+from qgait_lab.experiments.pipeline import Experiment
+from qgait_lab.experiments.figures import loss_curves_figure, read_metrics
+from qgait_lab.lab.figures import quantizer_response
+from qgait_lab.lab.widgets import setup_matplotlib
 
 setup_matplotlib()
 budget = BUDGET or default_budget(PRESET)
@@ -138,7 +140,7 @@ def soft_step_grad(v: torch.Tensor, step: float, bits: int, signed: bool, k: flo
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_soft_step_grad(soft_step_grad)
 
 # %% [markdown]
@@ -160,7 +162,7 @@ checks.check_soft_step_grad(soft_step_grad)
 #
 # * `k`: a float ≥ 1 (up to 50), or a numpy array of such floats; return a float, or an array of the
 #   same shape.
-# * `qgait_lab.theory.slope_second_moment_numpy(k_array)` evaluates Eq. 12 in x on a numpy array of k.
+# * `qgait_lab.lab.theory.slope_second_moment_numpy(k_array)` evaluates Eq. 12 in x on a numpy array of k.
 # * The answer is exact, from the formulas: a Monte-Carlo estimate is not accurate enough to pass.
 
 # %%
@@ -171,7 +173,7 @@ def slope_variance(k):
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_slope_variance(slope_variance)
 
 # %% [markdown]
@@ -223,14 +225,14 @@ display(Markdown("\n".join(rows)))
 if FIG5_START not in ("fp", "scratch"):
     raise ValueError(f"FIG5_START must be 'fp' or 'scratch', got {FIG5_START!r}")
 if RUN_FIG5 and FIG5_START == "scratch":
-    from qgait_lab.reproduce import run_reproduce
+    from qgait_lab.experiments.reproduce import run_reproduce
 
-    report = run_reproduce("fig5", seeds=1, preset=PRESET, overrides=list(OVERRIDES))
+    report = run_reproduce("fig5", seeds=1, preset=PRESET, overrides=[f"model.name={MODEL}"] + list(OVERRIDES))
     plt.close("all")      # the figure is saved next to the report; show the saved file once
     display(Image(filename=str(report.path.parent / "fig5_loss_curves.png")))
     display(Markdown(report.markdown))
 elif RUN_FIG5:
-    base = [f"name={NAME}", f"quant.bits={BITS}", "stage2.iterations=0"]       # stage 1 only
+    base = [f"name={NAME}", f"model.name={MODEL}", f"quant.bits={BITS}", "stage2.iterations=0"]  # stage 1 only
     variants = {"STE": []}
     for k in FIG5_KS:
         variants[f"θ_k', k = {k:g}"] = ["stage1.gradient=soft", "stage1.k.kind=fixed",
@@ -282,7 +284,7 @@ if RUN_FIG5 and FIG5_START == "fp":
 fig5_reading = None  # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_fig5_reading(fig5_reading)
 
 # %% [markdown]

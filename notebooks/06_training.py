@@ -42,13 +42,14 @@
 # CASIA-B in OpenGait's layout, set `PRESET = "casia-b-cpu"`, `DATA_ROOT` and `PARTITION`: the same
 # quarter-width model trains on real silhouettes at 32×22 (its full budget is about 25 minutes of training
 # on two cores, see the README). Exercises (✏️)
-# are checked by `qgait_lab.checks`; `checks.hint("6.1")` gives a first hint.
+# are checked by `qgait_lab.lab.checks`; `checks.hint("6.1")` gives a first hint.
 
 # %% tags=["parameters"]
 PRESET = "tiny-cpu"        # tiny-cpu (SynthGait, CPU) | casia-b-cpu (real CASIA-B, CPU) | casia-b | gait3d | grew | oumvlp
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
 DATA_ROOT = None           # real datasets (casia-b-cpu, the paper presets): the OpenGait-format folder
 PARTITION = None           # its partition json (TRAIN_SET / TEST_SET; Gait3D's also has PROBE_SET)
+MODEL = "gaitbase"         # gaitbase | gaitset | gaitpart, at the preset's size for it
 METHOD = "qgait"           # fp | lsq | dorefa | pact | qgait
 BITS = 4                   # weights and activations (the paper: 4 or 8)
 FP_ITERATIONS = None       # None: the budget's iterations for each stage
@@ -67,17 +68,18 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab import checks
-from qgait_lab.course.budget import NOTEBOOK_FAST_OVERRIDES, default_budget, notebook_config
+from qgait_lab.lab import checks
+from qgait_lab.lab.course.budget import NOTEBOOK_FAST_OVERRIDES, default_budget, notebook_config
 from qgait_lab.data import gei_baseline
-from qgait_lab.demo import result_rows
-from qgait_lab.results import markdown_table
-from qgait_lab.training.pipeline import Experiment, input_size
-from qgait_lab.widgets import LiveLossPlot, display_command, follow_command, setup_matplotlib, torchrun_command
+from qgait_lab.experiments.demo import result_rows
+from qgait_lab.experiments.results import markdown_table
+from qgait_lab.experiments.pipeline import Experiment, input_size
+from qgait_lab.lab.widgets import (LiveLossPlot, display_command, follow_command, setup_matplotlib, torchrun_command)
 
 setup_matplotlib()
 budget = BUDGET or default_budget(PRESET)
-overrides = [f"name={NAME}", f"method={METHOD}", f"quant.bits={BITS}", f"runtime.device={DEVICE}"]
+overrides = [f"name={NAME}", f"model.name={MODEL}", f"method={METHOD}", f"quant.bits={BITS}",
+             f"runtime.device={DEVICE}"]
 if DATA_ROOT:
     overrides.append(f"data.root={DATA_ROOT}")
 if PARTITION:
@@ -99,7 +101,7 @@ display(Markdown(f"""**Configuration** (preset `{PRESET}`, budget `{budget}`)
 | distillation | - | {cfg.stage1.distill.kind} | {cfg.stage2.distill.kind} (tau {cfg.stage2.distill.idd_tau:g}) |
 
 Data: {cfg.data.dataset}, batch P×K = {cfg.data.batch_p}×{cfg.data.batch_k}, {cfg.data.frames} frames ({cfg.data.frames_mode});
-model GaitBase, channels {cfg.model.channels}; method **{cfg.method}**, w{cfg.quant.bits}a{cfg.quant.bits};
+model {cfg.model.name} {cfg.model.arguments.get(cfg.model.name, {})}; method **{cfg.method}**, w{cfg.quant.bits}a{cfg.quant.bits};
 device `{cfg.runtime.device}`; runs under `{Path(cfg.runtime.runs_dir) / cfg.name}`."""))
 
 # %% [markdown]
@@ -198,7 +200,7 @@ def grow_for(iterations: int, t: float = 5.0) -> KSchedule:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_grow_schedule(grow_for)
 
 # %% [markdown]
@@ -275,11 +277,11 @@ def gait3d_command(nproc: int, root: str, partition: str) -> list[str]:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_torchrun_command(gait3d_command)
 
 # %% [markdown]
-# Now a real launch. The cell below builds the command with `qgait_lab.widgets.torchrun_command` and
+# Now a real launch. The cell below builds the command with `qgait_lab.lab.widgets.torchrun_command` and
 # launches it on all GPUs when there are at least two. Without GPUs it runs a small demonstration
 # instead, two CPU processes with gloo training the full-precision model for three iterations on a small
 # SynthGait, and follows its log, so you can see the mechanics. (`torchrun` is started as
@@ -313,7 +315,7 @@ else:
 
 # %% [markdown]
 # To follow a long run from another notebook or a terminal, read its `metrics.jsonl` (e.g. with
-# `qgait_lab.viz.read_metrics` or `loss_curves_figure`) or `tail -f` the log.
+# `qgait_lab.experiments.figures.read_metrics` or `loss_curves_figure`) or `tail -f` the log.
 #
 # ## 7. The paper's settings, dataset by dataset
 #

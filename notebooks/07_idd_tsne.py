@@ -38,7 +38,7 @@
 #    inter-class distances instead of only looking at it;
 # 6. say why our IDD normalises the distances, and check it (Exercise 7.4).
 #
-# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`; `checks.hint("7.1")`
+# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.lab.checks`; `checks.hint("7.1")`
 # gives a first hint, `checks.hint("7.1", 2)` the next. Run notebook 06 first with the same `NAME` if
 # you can: its runs are reused here. Otherwise this notebook trains what it needs, on the lab budget by
 # default (a few minutes on two CPU cores; `notebooks/README.md` has the measured times).
@@ -47,6 +47,7 @@
 PRESET = "tiny-cpu"        # see notebook 06 for the paper presets
 NAME = "lab"               # runs/<NAME>/: the same name as notebook 06 reuses its stages
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
+MODEL = "gaitbase"         # gaitbase | gaitset | gaitpart (KD needs logits: GaitBase's)
 BITS = 4
 DEVICE = "auto"
 OVERRIDES = []             # --set style, e.g. ["quant.per_channel=true"]
@@ -57,19 +58,21 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab import checks
-from qgait_lab.course.budget import default_budget, notebook_config
-from qgait_lab.embedding_analysis import interclass_distance_change, tsne_2d
+from qgait_lab.lab import checks
+from qgait_lab.lab.course.budget import default_budget, notebook_config
+from qgait_lab.evaluation.embedding_analysis import interclass_distance_change, tsne_2d
 from qgait_lab.evaluation import extract_features
 from qgait_lab.losses import IDDLoss
-from qgait_lab.results import markdown_table, row_from
-from qgait_lab.training.pipeline import Experiment, eval_transform
-from qgait_lab.viz import histogram_figure, interclass_distance_figure, tsne_figure
-from qgait_lab.widgets import setup_matplotlib
+from qgait_lab.experiments.results import markdown_table
+from qgait_lab.experiments.pipeline import Experiment, eval_transform
+from qgait_lab.experiments.figures import tsne_figure
+from qgait_lab.lab.figures import histogram_figure, interclass_distance_figure
+from qgait_lab.lab.widgets import setup_matplotlib
 
 setup_matplotlib()
 budget = BUDGET or default_budget(PRESET)
-overrides = [f"name={NAME}", f"quant.bits={BITS}", f"runtime.device={DEVICE}"] + list(OVERRIDES)
+overrides = [f"name={NAME}", f"model.name={MODEL}", f"quant.bits={BITS}",
+             f"runtime.device={DEVICE}"] + list(OVERRIDES)
 cfg = notebook_config(PRESET, budget, overrides)
 print(f"preset {PRESET}, budget {budget!r}; runs under runs/{cfg.name}; "
       f"stage 2: {cfg.stage2.iterations} iterations, k {cfg.stage2.k.describe()}")
@@ -113,7 +116,7 @@ def idd_mask(labels: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_idd_mask(idd_mask)
 
 # %% [markdown]
@@ -138,7 +141,7 @@ def idd_from_distances(d_student: torch.Tensor, d_teacher: torch.Tensor, labels:
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_idd_loss(idd_from_distances)
 
 # %% [markdown]
@@ -157,8 +160,7 @@ for kind, label in (("none", f"QGait-{BITS}, FT only"), ("kd", f"QGait-{BITS}, F
     variant = notebook_config(PRESET, budget, overrides + [f"stage2.distill.kind={kind}"])
     results[label] = Experiment(variant).run("qgait")
 
-rows = [row_from(label, "32" if r.method == "fp" else f"w{r.bits}/a{r.bits}", r.metrics, r.bitops)
-        for label, r in results.items()]
+rows = [r.row(label) for label, r in results.items()]
 display(Markdown(markdown_table(rows)))
 
 # %% [markdown]
@@ -187,7 +189,7 @@ display(Markdown(markdown_table(rows)))
 kd_spread_choice = None  # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_kd_spread_choice(kd_spread_choice)
 
 # %% [markdown]
@@ -294,7 +296,7 @@ interclass_distance_figure(reference, {title: features[name] for name, title in 
 idd_normalize_choice = None  # YOUR ANSWER: "a", "b", "c" or "d"
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_idd_normalize_choice(idd_normalize_choice)
 
 # %% [markdown]

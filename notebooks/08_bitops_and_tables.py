@@ -33,7 +33,7 @@
 #    (LSQ's habit) costs (Exercises 8.2 and 8.3);
 # 4. compute accuracy per BitOP (Fig. 1a) from our own runs and read what the measure rewards.
 #
-# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`; `checks.hint("8.1")`
+# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.lab.checks`; `checks.hint("8.1")`
 # gives a first hint, `checks.hint("8.1", 2)` the next. The BitOPs part is instant (the counter runs on
 # PyTorch's `meta` device: only shapes flow). The accuracy part reuses the runs of notebooks 05–07 (same
 # `NAME`) and trains the rest, on the lab budget by default (`notebooks/README.md` has the measured times).
@@ -42,6 +42,7 @@
 PRESET = "tiny-cpu"                               # the preset for our accuracy runs
 NAME = "lab"                                      # runs/<NAME>/, shared with notebooks 05-07
 BUDGET = None  # "fast" | "lab" | "full"; None: fast under QGAIT_FAST=1, else the preset's lab budget
+MODEL = "gaitbase"                                # gaitbase | gaitset | gaitpart, at the preset's size
 METHODS = ["fp", "dorefa", "pact", "lsq", "qgait"]
 BIT_WIDTHS = [4, 8]
 DEVICE = "auto"
@@ -51,16 +52,16 @@ OVERRIDES = []
 import torch
 from IPython.display import Markdown, display
 
-from qgait_lab import checks
-from qgait_lab.course.budget import default_budget, notebook_config
-from qgait_lab.demo import result_rows
+from qgait_lab.lab import checks
+from qgait_lab.lab.course.budget import default_budget, notebook_config
+from qgait_lab.experiments.demo import result_rows
 from qgait_lab.models import build_model
 from qgait_lab.quant import LayerPolicy, quantize_model
 from qgait_lab.quant.bitops import bitops_table, count_costs, gaitbase_inference_layers, summarize
-from qgait_lab.results import markdown_table
-from qgait_lab.training.pipeline import Experiment
-from qgait_lab.viz import accuracy_per_bitop_figure, bitops_per_layer_figure
-from qgait_lab.widgets import setup_matplotlib
+from qgait_lab.experiments.results import markdown_table
+from qgait_lab.experiments.pipeline import Experiment
+from qgait_lab.lab.figures import accuracy_per_bitop_figure, bitops_per_layer_figure
+from qgait_lab.lab.widgets import setup_matplotlib
 
 setup_matplotlib()
 budget = BUDGET or default_budget(PRESET)
@@ -94,7 +95,7 @@ def conv_bitops(c_in: int, c_out: int, kernel: int, h_out: int, w_out: int, fram
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_conv_bitops(conv_bitops)
 
 # %% [markdown]
@@ -224,7 +225,7 @@ print(f"w4a4 everywhere: {uniform[0]['bitops'] / 1e9:.3f} G; first and last laye
 first_last_bitops = None  # YOUR ANSWER: BitOPs in G (a float)
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_first_last_bitops(first_last_bitops)
 
 # %% [markdown]
@@ -243,7 +244,7 @@ checks.check_first_last_bitops(first_last_bitops)
 first_layer_share = None  # YOUR ANSWER: a percentage (a float between 0 and 100)
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_first_layer_share(first_layer_share)
 
 # %% [markdown]
@@ -278,7 +279,7 @@ display(Markdown("| model | BitOPs (G) | Rank-1 | Rank-1 / BitOPs |\n|---|---:|-
 # 100-frame sequence, so they are comparable with each other, not with the paper's.
 
 # %%
-base = [f"name={NAME}", f"runtime.device={DEVICE}"] + list(OVERRIDES)
+base = [f"name={NAME}", f"model.name={MODEL}", f"runtime.device={DEVICE}"] + list(OVERRIDES)
 # The fast budget is a smoke test: DoReFa and PACT are left out there to save time.
 methods = [m for m in METHODS if budget != "fast" or m in ("fp", "lsq", "qgait")]
 results = []

@@ -42,7 +42,7 @@
 # 6. put the paper's BitOPs beside measured time, and explain why 4 bits do not run faster than 8 on a
 #    CPU (Section 6).
 #
-# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.checks`; `checks.hint("9.1")`
+# **How to work.** Run all cells. Exercises (✏️) are checked by `qgait_lab.lab.checks`; `checks.hint("9.1")`
 # gives a first hint, `checks.hint("9.1", 2)` the next. The models are the QGait runs of notebooks 06–08
 # (same `NAME`): what is there is reused, the rest is trained on the lab budget by default
 # (`notebooks/README.md` has the measured times). Everything integer here is `qgait_lab.deploy`; the
@@ -68,21 +68,21 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from qgait_lab import checks
-from qgait_lab.course.budget import default_budget, notebook_config
+from qgait_lab.lab import checks
+from qgait_lab.lab.course.budget import default_budget, notebook_config
 from qgait_lab.deploy import (build_integer_model, compare_codes, embedding_cosine, fake_quant_codes,
                               integer_forward, quantize_multiplier, requantize, weight_codes)
 from qgait_lab.deploy.accumulator import accumulator_bits, layer_accumulator_rows
-from qgait_lab.deploy.export import parity_sequences
-from qgait_lab.deploy.onnx_eval import evaluate_onnx
+from qgait_lab.experiments.export import parity_sequences
+from qgait_lab.experiments.onnx_eval import evaluate_onnx
 from qgait_lab.deploy.onnx_export import export_float_onnx, export_onnx
 from qgait_lab.deploy.onnx_runtime import OnnxModel
 from qgait_lab.deploy.timing import time_interleaved
 from qgait_lab.deploy.reference import conv_codes
 from qgait_lab.deploy.serialize import model_bytes
-from qgait_lab.training.pipeline import Experiment, input_size, model_bitops
-from qgait_lab.viz import histogram_figure
-from qgait_lab.widgets import setup_matplotlib
+from qgait_lab.experiments.pipeline import Experiment, input_size, model_bitops
+from qgait_lab.lab.figures import histogram_figure
+from qgait_lab.lab.widgets import setup_matplotlib
 
 setup_matplotlib()
 budget = BUDGET or default_budget(PRESET)
@@ -276,7 +276,7 @@ def requantize_codes(acc: torch.Tensor, multiplier: float, grid) -> torch.Tensor
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_requantize_codes(requantize_codes)
 
 # %% [markdown]
@@ -325,7 +325,7 @@ def accumulator_bits_needed(w_bits: int, a_bits: int, c_in: int, kernel: int, si
     raise NotImplementedError
 
 # %%
-from qgait_lab import checks
+from qgait_lab.lab import checks
 checks.check_accumulator_bits_needed(accumulator_bits_needed)
 
 # %% [markdown]

@@ -13,8 +13,9 @@ import torch
 from qgait_lab.losses import CrossEntropyLoss, TripletLoss
 from qgait_lab.training.config import load_config
 from qgait_lab.training.distributed import distributed_session, gather_across_ranks, wrap_for_training
-from qgait_lab.training.pipeline import Experiment, build_float_model
-from qgait_lab.training.runtime import rank, seed_everything, world_size
+from qgait_lab.experiments.pipeline import Experiment, build_float_model
+from qgait_lab.ranks import rank, world_size
+from qgait_lab.training.runtime import seed_everything
 
 cfg = load_config("tiny-cpu", ["data.synth={n_ids: 8, n_train: 5, frames: 10, views: ['018', '090']}",
                                "data.batch_p=4", "data.batch_k=2", "data.frames=6",
@@ -27,13 +28,14 @@ with distributed_session("cpu"):
     if world_size() == 1:
         half = len(batch.labels) // 2
         outs = [model(batch.sils[:half]), model(batch.sils[half:])]
-        emb = torch.cat([o["embeddings"] for o in outs])
-        logits = torch.cat([o["logits"] for o in outs])
+        emb = torch.cat([o["inference_feat"]["embeddings"] for o in outs])
+        logits = torch.cat([o["training_feat"]["softmax"]["logits"] for o in outs])
         labels = batch.labels
     else:
         ddp = wrap_for_training(model, torch.device("cpu"))
         out = ddp(batch.sils)
-        emb, logits = gather_across_ranks(out["embeddings"]), gather_across_ranks(out["logits"])
+        emb = gather_across_ranks(out["inference_feat"]["embeddings"])
+        logits = gather_across_ranks(out["training_feat"]["softmax"]["logits"])
         labels = gather_across_ranks(batch.labels)
     loss = TripletLoss()(emb, labels)[0] + CrossEntropyLoss()(logits, labels)[0]
     (loss * world_size()).backward()

@@ -53,7 +53,7 @@ def assert_hidden_checks_separate(checks: Iterable[Any], solution: Any, wrongs: 
     """Every hidden check returns its message for ``solution`` and raises ``Wrong`` for each of ``wrongs``."""
     import pytest
 
-    from qgait_lab.exercises.core import Wrong
+    from qgait_lab.lab.exercises.core import Wrong
 
     wrongs = list(wrongs)
     for check in checks:
@@ -90,7 +90,7 @@ def assert_fails_without_revealing(checker, wrong, secrets: Iterable[Any] = (), 
 
 def assert_hints_hide(exercise_id: str, secrets: Iterable[str]) -> None:
     """No hint tier of the exercise contains any of the solution's code fragments."""
-    from qgait_lab.exercises import core
+    from qgait_lab.lab.exercises import core
 
     ex = core.get(exercise_id)
     assert len(ex.hints) >= 2, f"Exercise {exercise_id} needs at least two hint tiers"

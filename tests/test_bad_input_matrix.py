@@ -21,7 +21,7 @@ from qgait_lab.errors import ConfigError, DataFormatError, QGaitError, UnsafePic
 from qgait_lab.losses import IDDLoss, NotEnoughIdentitiesError, TripletLoss
 from qgait_lab.models import GaitBase
 from qgait_lab.quant import LSQQuantizer
-from qgait_lab.training.checkpoint import CheckpointError, load_model_state
+from qgait_lab.models.checkpoint import CheckpointError, load_model_state
 from qgait_lab.training.config import load_config
 
 MARKER = Path("/tmp/qgait-matrix-payload-ran")
@@ -83,7 +83,7 @@ def unreadable_file(tmp):
 
 
 def partition_names_missing_ids(tmp):
-    from qgait_lab.training.pipeline import load_datasets
+    from qgait_lab.experiments.pipeline import load_datasets
     for label in ("001", "002"):
         write_sequence(tmp, label, "nm-01", "090", _sils())
     (tmp / "partition.json").write_text('{"TRAIN_SET": ["001", "003"], "TEST_SET": ["002"]}')

@@ -163,7 +163,7 @@ def test_every_notebook_runs_in_jupyterlab_without_errors_or_solutions(jupyterla
 
     from test_notebooks import _solution_values
     from exercise_support import INSTRUCTOR
-    from qgait_lab.course.release import solution_lines
+    from qgait_lab.lab.course.release import solution_lines
 
     base, token, log = jupyterlab
     shots = _shots(tmp_path)

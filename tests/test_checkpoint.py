@@ -6,8 +6,8 @@ import torch
 
 from qgait_lab.errors import QGaitError
 from qgait_lab.models import GaitBase
-from qgait_lab.training.checkpoint import (CheckpointError, load_checkpoint, load_model_state,
-                                           model_state_of, save_checkpoint)
+from qgait_lab.models.checkpoint import (CheckpointError, load_checkpoint, load_model_state,
+                                         model_state_of, save_checkpoint)
 
 SMALL = dict(channels=(8, 16, 32, 64))
 

@@ -12,9 +12,9 @@ from nbclient import NotebookClient
 import pytest
 
 from exercise_support import INSTRUCTOR, REPO, load_instructor_module
-from qgait_lab.course.answers import fill_answers, read_notebook, solution_source, stub_cells
-from qgait_lab.course.execute import KernelStall, WatchedClient, execute_notebook
-from qgait_lab.exercises import REGISTRY, core, exercises_of
+from qgait_lab.lab.course.answers import fill_answers, read_notebook, solution_source, stub_cells
+from qgait_lab.lab.course.execute import KernelStall, WatchedClient, execute_notebook
+from qgait_lab.lab.exercises import REGISTRY, core, exercises_of
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.py"))
 
@@ -66,7 +66,7 @@ def test_choices_are_stored_as_digests():
 
 
 def test_out_of_order_help_names_the_exercise_that_defines_an_answer():
-    from qgait_lab.exercises.cell_order import where_defined
+    from qgait_lab.lab.exercises.cell_order import where_defined
 
     ex = next(iter(REGISTRY.values()))
     assert f"Exercise {ex.id}" in where_defined(ex.answer)
@@ -154,7 +154,7 @@ def test_without_slices_a_missed_wake_up_waits_out_the_cell_timeout(tmp_path):
 def test_sliced_get_msg_keeps_the_timeout_contract():
     from queue import Empty
 
-    from qgait_lab.course.execute import sliced_get_msg
+    from qgait_lab.lab.course.execute import sliced_get_msg
 
     calls = []
 
@@ -181,7 +181,7 @@ def test_sliced_get_msg_keeps_the_timeout_contract():
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def handout(tmp_path_factory):
-    from qgait_lab.course.release import release
+    from qgait_lab.lab.course.release import release
 
     out = tmp_path_factory.mktemp("handout") / "release"
     manifest = release(out, REPO / "notebooks", INSTRUCTOR)
@@ -202,7 +202,7 @@ def test_release_writes_clean_student_notebooks(handout):
 
 
 def test_release_refuses_a_notebook_that_holds_a_solution_and_a_used_folder(tmp_path, handout):
-    from qgait_lab.course.release import audit_notebook, release, solution_lines
+    from qgait_lab.lab.course.release import audit_notebook, release, solution_lines
 
     out, _ = handout
     with pytest.raises(FileExistsError, match="not empty"):
@@ -230,7 +230,7 @@ def _solved(path: Path, ids: list[str] | None = None):
 
 @pytest.mark.slow
 def test_grade_gives_full_zero_and_partial_marks(handout, tmp_path):
-    from qgait_lab.course.grade import grade
+    from qgait_lab.lab.course.grade import grade
 
     out, manifest = handout
     cheap = ["03_soft_round_derivation", "04_k_slider_explorer"]     # no training: seconds each
@@ -264,7 +264,7 @@ def test_grade_gives_full_zero_and_partial_marks(handout, tmp_path):
 
 
 def test_grade_explains_bad_submissions(tmp_path):
-    from qgait_lab.course.grade import collect_submissions, grade
+    from qgait_lab.lab.course.grade import collect_submissions, grade
 
     with pytest.raises(FileNotFoundError, match="no such submission"):
         collect_submissions([tmp_path / "nobody"])
@@ -284,7 +284,7 @@ def test_grade_explains_bad_submissions(tmp_path):
 # Budgets
 # ---------------------------------------------------------------------------
 def test_budgets_are_preset_sections_and_only_qgait_fast_picks_fast(monkeypatch):
-    from qgait_lab.course.budget import default_budget, notebook_config
+    from qgait_lab.lab.course.budget import default_budget, notebook_config
     from qgait_lab.errors import ConfigError
     from qgait_lab.training.config import load_config
 
@@ -314,7 +314,7 @@ def test_cli_budget_flag_reaches_the_config():
 def test_release_audit_survives_cpython_3_11_7s_ast_recursion_bug(monkeypatch):
     import ast
 
-    from qgait_lab.course.release import solution_lines
+    from qgait_lab.lab.course.release import solution_lines
 
     real, calls = ast.parse, []
 

@@ -12,8 +12,8 @@ import torch
 from qgait_lab.models import GaitBase
 from qgait_lab.quant import LSQQuantizer, initialize_quantizers, quantize_model
 from qgait_lab.quant.convert import QuantizerOptions
-from qgait_lab.training.checkpoint import load_checkpoint
-from qgait_lab.training.pipeline import Experiment
+from qgait_lab.models.checkpoint import load_checkpoint
+from qgait_lab.experiments.pipeline import Experiment
 
 from test_training import tiny_config
 
@@ -58,7 +58,7 @@ def _data():
 
 
 def _loss(model, x, labels):
-    return torch.nn.functional.cross_entropy(16 * model(x)["logits"].float().mean(-1), labels)
+    return torch.nn.functional.cross_entropy(16 * model(x)["training_feat"]["softmax"]["logits"].float().mean(-1), labels)
 
 
 def _trained_float_model() -> torch.nn.Module:
@@ -139,10 +139,10 @@ def test_fused_kernels_on_cuda_match_eager(method, dtype):
         set_fused(model, fused)
         with torch.autocast("cuda", dtype=torch.float16, enabled=dtype == torch.float16):
             out = model(x)
-        loss = out["embeddings"].float().pow(2).mean()
+        loss = out["inference_feat"]["embeddings"].float().pow(2).mean()
         loss.backward()
         grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])
-        results.append((out["embeddings"].detach().float(), grads))
+        results.append((out["inference_feat"]["embeddings"].detach().float(), grads))
     (emb_e, g_e), (emb_f, g_f) = results
     tol = 2e-2 if dtype == torch.float16 else 1e-5
     assert (emb_f - emb_e).abs().max() <= tol * emb_e.abs().max()

@@ -13,7 +13,7 @@ from qgait_lab.data.loader import BatchStream
 from qgait_lab.data.opengait import Partition, write_sequence
 from qgait_lab.errors import ConfigError, DataFormatError
 from qgait_lab.training.config import load_config
-from qgait_lab.training.pipeline import Experiment, TrainBatches, build_float_model, pin_memory_for
+from qgait_lab.experiments.pipeline import Experiment, TrainBatches, build_float_model, pin_memory_for
 from qgait_lab.training.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -187,11 +187,10 @@ def test_dataset_cache_is_bounded_and_changes_no_result(dataset_root):
 
 def _fit(cfg, exp, run_dir, iterations):
     """Train full precision for ``iterations`` (resuming from run_dir); the model and its losses."""
-    cfg = dataclasses.replace(cfg, full_precision=dataclasses.replace(cfg.full_precision,
-                                                                      iterations=iterations))
+    stage = dataclasses.replace(cfg.full_precision, iterations=iterations)
     torch.manual_seed(0)
     model = build_float_model(cfg, exp.num_classes)
-    Trainer(cfg, "full_precision", model, run_dir, CPU).fit(exp.batches)
+    Trainer(stage, model, run_dir, CPU, loss=cfg.loss, runtime=cfg.runtime, name="full_precision").fit(exp.batches)
     losses = [(r["iteration"], r["loss"], r["triplet"], r["ce"])
               for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
     return model, losses

@@ -11,7 +11,8 @@ from qgait_lab.data.body import Identity
 from qgait_lab.data.dataset import GaitDataset
 from qgait_lab.data.gei import gei_baseline
 from qgait_lab.data.opengait import load_silhouettes, read_partition, scan_layout
-from qgait_lab.data.synth import SynthConfig, ensure_synthgait, generate_synthgait, render_walk, sequence_types
+from qgait_lab.data.synth import (SynthConfig, ensure_synthgait, generate_synthgait, render_walk,
+                                  sequence_types)
 from qgait_lab.errors import QGaitError
 from qgait_lab.evaluation import casia_b_protocol
 

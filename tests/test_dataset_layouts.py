@@ -20,9 +20,9 @@ from qgait_lab.errors import ConfigError, DataFormatError
 from qgait_lab.evaluation import (CASIA_B_GALLERY, CASIA_B_PROBES, OUMVLP_GALLERY, OUMVLP_PROBES,
                                   casia_b_protocol, evaluate_features, gait3d_protocol, real_scene_protocol)
 from qgait_lab.training.config import load_config
-from qgait_lab.training.pipeline import Experiment, input_size, load_datasets
+from qgait_lab.experiments.pipeline import Experiment, input_size, load_datasets
 
-SMALL = ["model.channels=[8,16,32,64]", "data.batch_p=2", "data.batch_k=2", "data.frames=6",
+SMALL = ["model.arguments.gaitbase.channels=[8,16,32,64]", "data.batch_p=2", "data.batch_k=2", "data.frames=6",
          "data.frames_min=4", "data.frames_max=8", "full_precision.iterations=2",
          "full_precision.optim.milestones=[1]", "runtime.device=cpu", "runtime.compile=off",
          "runtime.progress=false", "runtime.save_every=2", "runtime.log_every=1"]
@@ -241,7 +241,7 @@ def test_gait3d_protocol_matches_opengaits_evaluate_gait3d(tmp_path):
 @pytest.mark.parametrize("preset,expected", [("gait3d", 118.30), ("grew", 141.96), ("oumvlp", 118.30)])
 def test_each_paper_preset_counts_the_papers_bitops(preset, expected):
     """Table 1 (Gait3D, 100 frames), Table 2a (GREW, 120 frames), Table 2b (OU-MVLP, 100 frames)."""
-    from qgait_lab.training.pipeline import build_float_model, model_bitops
+    from qgait_lab.experiments.pipeline import build_float_model, model_bitops
 
     cfg = load_config(preset)
     with torch.device("meta"):

@@ -13,17 +13,17 @@ from hypothesis import strategies as st
 
 from qgait_lab.cli import main
 from qgait_lab.deploy import build_integer_model, integer_forward
-from qgait_lab.deploy.export import ONNX_BIAS, find_run_checkpoint, load_quantized_model, parity_sequences
-from qgait_lab.deploy.onnx_eval import onnx_features
+from qgait_lab.experiments.export import (ONNX_BIAS, find_run_checkpoint, load_quantized_model, parity_sequences)
+from qgait_lab.experiments.onnx_eval import onnx_features
 from qgait_lab.deploy.packing import pack_int4, unpack_int4
 from qgait_lab.deploy.serialize import (FORMAT_VERSION, load_integer_model, model_bytes, save_integer_model,
                                         will_pack)
 from qgait_lab.errors import ConfigError, DataFormatError
 from qgait_lab.evaluation import evaluate_features
-from qgait_lab.training.checkpoint import save_checkpoint
+from qgait_lab.models.checkpoint import save_checkpoint
 from qgait_lab.training.config import load_config
-from qgait_lab.training.pipeline import (build_float_model, dataset_layout, eval_transform, load_datasets,
-                                         quantize_for)
+from qgait_lab.experiments.pipeline import (build_float_model, dataset_layout, eval_transform,
+                                            load_datasets, quantize_for)
 
 CPU = torch.device("cpu")
 ONE_PROBE = 100 / 72 + 0.01     # Rank-1 points of one probe of the fast SynthGait test split (+ printed rounding)

@@ -245,7 +245,7 @@ def test_float_export_matches_torch(tmp_path):
     for frames in (7, 12):
         x = _silhouettes(2, frames, seed=frames)
         with torch.no_grad():
-            want = model(x)["embeddings"].numpy()
+            want = model(x)["inference_feat"]["embeddings"].numpy()
         np.testing.assert_allclose(runtime.embed(x.numpy()), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 

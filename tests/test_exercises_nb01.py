@@ -8,9 +8,9 @@ import pytest
 
 from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
                               assert_passes, load_instructor_module)
-from qgait_lab import checks
+from qgait_lab.lab import checks
 from qgait_lab.data.gei import gei
-from qgait_lab.exercises import core, gait
+from qgait_lab.lab.exercises import core, gait
 
 SOL = load_instructor_module("solutions", "nb01")
 HIDDEN = load_instructor_module("hidden", "nb01")
@@ -164,7 +164,7 @@ def test_gei_mistakes():
 def test_bnneck_mistakes():
     want_74 = gait.bnneck_parameter_count(74, 16, 256)
     want_3000 = gait.bnneck_parameter_count(3000, 16, 256)
-    assert want_74 == 7_305_408 - 6_994_112      # OpenGait's counts with and without K (DESIGN.md)
+    assert want_74 == 7_305_408 - 6_994_112      # OpenGait's counts with and without K (ARCHITECTURE.md §4)
     secrets = [want_74, want_3000, f"{want_74:,}", f"{want_3000:,}"]
     assert_fails_without_revealing(checks.check_bnneck_parameters, bnneck_classifier_only, secrets,
                                    ["num_classes=74", "weight and bias"])

@@ -15,9 +15,9 @@ import torch
 
 from exercise_support import (REPO, assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
                               assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab.exercises import core
-from qgait_lab.exercises import quantization as Q
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import core
+from qgait_lab.lab.exercises import quantization as Q
 
 matplotlib.use("Agg")
 
@@ -231,13 +231,13 @@ def test_the_notebook_defines_every_answer_and_calls_every_checker():
         assert set(hidden.HIDDEN) >= {ex.id}
         stub = [c for c in cells if c.startswith(f"# Exercise {ex.id}\n")]
         assert len(stub) == 1 and (f"def {ex.answer}(" in stub[0] or f"{ex.answer} = None" in stub[0])
-        check = f"from qgait_lab import checks\nchecks.{ex.checker.__name__}({ex.answer})"
+        check = f"from qgait_lab.lab import checks\nchecks.{ex.checker.__name__}({ex.answer})"
         assert check in cells, f"the check cell of Exercise {ex.id} is missing or differs"
 
 
-# -- figures and helpers appended to qgait_lab.viz for this notebook --------------------------------------
+# -- figures and helpers appended to qgait_lab.lab.figures for this notebook --------------------------------------
 def test_quantization_error_parts_splits_rounding_from_clipping():
-    from qgait_lab.viz import quantization_error_parts
+    from qgait_lab.lab.figures import quantization_error_parts
 
     parts = quantization_error_parts(torch.tensor([0.3, 5.0]), [1.0, 2.0], bits=2, signed=False)
     # step 1: 0.3 rounds to 0 (error 0.09, inside), 5.0 is clipped at 3 (error 4): means over 2 elements.
@@ -256,8 +256,9 @@ def test_notebook_02_figures_are_labelled_and_readable():
 
     from qgait_lab.quant import LSQQuantizer, PACTQuantizer
     from qgait_lab.quant.functional import lsq_fake_quant
-    from qgait_lab.viz import (forward_backward_figure, quantization_error_parts, quantizer_response,
-                               step_tradeoff_figure, uniform_quantization_figure)
+    from qgait_lab.lab.figures import (forward_backward_figure, quantization_error_parts,
+                                       quantizer_response, step_tradeoff_figure,
+                                       uniform_quantization_figure)
 
     x = torch.linspace(-3, 3, 301)
     figs = [uniform_quantization_figure(x, lsq_fake_quant(x, torch.tensor(0.5), -4, 3, 1.0), 0.5, (-4, 3))]

@@ -12,9 +12,9 @@ import torch
 
 from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
                               assert_not_attempted, assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab import theory as T
-from qgait_lab.exercises import exercises_of
+from qgait_lab.lab import checks
+from qgait_lab.lab import theory as T
+from qgait_lab.lab.exercises import exercises_of
 from qgait_lab.quant.functional import soft_round
 
 SOLUTIONS = load_instructor_module("solutions", "nb03")
@@ -225,14 +225,14 @@ WRONG_FOR_HIDDEN = {
 
 @pytest.mark.parametrize("exercise_id", sorted(HIDDEN))
 def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise_id):
-    from qgait_lab.exercises.core import Wrong, get
+    from qgait_lab.lab.exercises.core import Wrong, get
 
     answer = getattr(SOLUTIONS, get(exercise_id).answer)
     assert_hidden_checks_separate(HIDDEN[exercise_id], answer, WRONG_FOR_HIDDEN[exercise_id])
 
 
 def test_hidden_checks_catch_what_the_visible_checks_miss():
-    from qgait_lab.exercises.core import Wrong
+    from qgait_lab.lab.exercises.core import Wrong
 
     def only_float64(x, kk):                   # fine on the visible float64 inputs, wrong dtype handling
         if x.dtype != torch.float64:

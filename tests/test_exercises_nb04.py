@@ -9,11 +9,11 @@ import pytest
 
 from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
                               assert_not_attempted, assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab.exercises import explorer as ex
-from qgait_lab.exercises import exercises_of
-from qgait_lab.exercises.core import Wrong, choice_digest, get
-from qgait_lab.widgets import uniform_meaningful_fraction
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import explorer as ex
+from qgait_lab.lab.exercises import exercises_of
+from qgait_lab.lab.exercises.core import Wrong, choice_digest, get
+from qgait_lab.lab.widgets import uniform_meaningful_fraction
 
 SOLUTIONS = load_instructor_module("solutions", "nb04")
 HIDDEN = load_instructor_module("hidden", "nb04").HIDDEN
@@ -148,10 +148,10 @@ def test_hidden_checks_catch_what_the_visible_check_misses():
     assert "does not hold on sequence" in str(pytest.raises(Wrong, HIDDEN["4.3"][0], "c").value)
 
 
-# -- the explorer the exercises read (qgait_lab.widgets) -----------------------------------------
+# -- the explorer the exercises read (qgait_lab.lab.widgets) -----------------------------------------
 @pytest.fixture(scope="module")
 def probe():
-    from qgait_lab.widgets import FirstLayersProbe, load_sample_sequence
+    from qgait_lab.lab.widgets import FirstLayersProbe, load_sample_sequence
 
     frames, _ = load_sample_sequence(0)
     return FirstLayersProbe(frames, channels=(16, 32, 64, 128), n_frames=1)
@@ -167,7 +167,7 @@ def test_the_shown_channel_is_typical_and_its_picture_matches_its_numbers(probe)
     # A typical channel: its clipped share (frame 0 only) is close to the share over all channels.
     assert abs(r.clipped_shown - r.clipped) < 0.05
     assert probe.channel == probe.typical_channel()
-    from qgait_lab.widgets import FirstLayersProbe
+    from qgait_lab.lab.widgets import FirstLayersProbe
 
     other = FirstLayersProbe(probe.inputs[:, 0].numpy() * 255, channels=(16, 32, 64, 128), n_frames=1, channel=3)
     assert other.channel == 3 and other.run(4, 1.0, 3.0).channel == 3
@@ -180,7 +180,7 @@ def test_explorer_figure_fits_jupyterlab_with_readable_text_and_colour_bars(prob
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    from qgait_lab.widgets import explorer_figure
+    from qgait_lab.lab.widgets import explorer_figure
 
     for result in (probe.run(2, 0.25, 12.0), None):
         fig = explorer_figure(12.0, result, 20.0)

@@ -10,9 +10,9 @@ import torch
 
 from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
                               assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab.exercises import core
-from qgait_lab.exercises import ste_vs_soft as ex
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import core
+from qgait_lab.lab.exercises import ste_vs_soft as ex
 from qgait_lab.quant.functional import lsq_bounds, soft_round, soft_round_slope
 
 SOL = load_instructor_module("solutions", "nb05")

@@ -11,9 +11,9 @@ import pytest
 
 from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
                               assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab.exercises import core
-from qgait_lab.exercises import training as ex
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import core
+from qgait_lab.lab.exercises import training as ex
 from qgait_lab.quant.schedules import KSchedule
 
 SOL = load_instructor_module("solutions", "nb06")
@@ -195,8 +195,8 @@ def test_hidden_grow_check_catches_a_cutoff_at_2000():
 
 # -- the notebook's torchrun printout ---------------------------------------------------
 def test_display_command_quotes_once_and_round_trips_through_the_shell():
-    from qgait_lab.course.budget import NOTEBOOK_FAST_OVERRIDES
-    from qgait_lab.widgets import display_command, torchrun_command
+    from qgait_lab.lab.course.budget import NOTEBOOK_FAST_OVERRIDES
+    from qgait_lab.lab.widgets import display_command, torchrun_command
 
     cmd = torchrun_command(2, "tiny-cpu", "fp", None, [*NOTEBOOK_FAST_OVERRIDES, "a=b c", "x=$HOME"],
                            name="lab-ddp-demo", master_port=1234)
@@ -214,7 +214,7 @@ def test_display_command_quotes_once_and_round_trips_through_the_shell():
 
 
 def test_log_is_rendered_as_tables_and_verbatim_lines():
-    from qgait_lab.widgets import _log_markdown
+    from qgait_lab.lab.widgets import _log_markdown
 
     text = _log_markdown(["starting", "| a | b |", "|---|---|", "| 1 | 2 |", "checkpoint: runs/x/last.pt"])
     assert text == ("```text\nstarting\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
@@ -232,7 +232,7 @@ def test_follow_command_renders_into_one_display(monkeypatch, tmp_path):
             shown.append(obj.data)
 
     monkeypatch.setattr(D, "display", lambda obj, display_id=False: (shown.append(obj.data), Handle())[1])
-    from qgait_lab.widgets import follow_command
+    from qgait_lab.lab.widgets import follow_command
 
     status = follow_command([sys.executable, "-c", "print('| a |'); print('|---|'); print('| 1 |')"],
                             tmp_path / "log.txt", render=True)

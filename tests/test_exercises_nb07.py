@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from exercise_support import (assert_fails_without_revealing, assert_hints_hide, assert_not_attempted,
                               assert_passes, load_instructor_module, text_of)
-from qgait_lab import checks
-from qgait_lab.exercises import idd
-from qgait_lab.exercises.core import choice_digest
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import idd
+from qgait_lab.lab.exercises.core import choice_digest
 
 SOL = load_instructor_module("solutions", "nb07")
 HIDDEN = load_instructor_module("hidden", "nb07").HIDDEN
@@ -229,7 +229,7 @@ def _naive_exp_loss(d_s, d_t, labels, tau=1.0):         # right formula, but exp
 
 @pytest.mark.parametrize("exercise", sorted(WRONG_FOR_HIDDEN))
 def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise):
-    from qgait_lab.exercises.core import Wrong
+    from qgait_lab.lab.exercises.core import Wrong
 
     answer = {"7.1": SOL.idd_mask, "7.2": SOL.idd_from_distances, "7.3": SOL.kd_spread_choice,
               "7.4": SOL.idd_normalize_choice}[exercise]
@@ -246,7 +246,7 @@ def test_hidden_checks_pass_the_solution_and_fail_a_mistake(exercise):
 
 
 def test_hidden_stability_check_catches_a_naive_softmax():
-    from qgait_lab.exercises.core import Wrong
+    from qgait_lab.lab.exercises.core import Wrong
 
     assert checks.check_idd_loss(_naive_exp_loss).passed      # fine on the visible cases
     with pytest.raises(Wrong, match="NaN|too"):
@@ -254,7 +254,7 @@ def test_hidden_stability_check_catches_a_naive_softmax():
 
 
 def test_hidden_edge_cases_catch_a_mask_that_forgets_single_samples():
-    from qgait_lab.exercises.core import Wrong
+    from qgait_lab.lab.exercises.core import Wrong
 
     def loops_from_one(labels):                       # a loop that skips the first sample
         n = len(labels)

@@ -8,9 +8,9 @@ import pytest
 
 from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
                               assert_not_attempted, assert_passes, load_instructor_module)
-from qgait_lab import checks
-from qgait_lab.exercises import bitops
-from qgait_lab.exercises.core import Wrong
+from qgait_lab.lab import checks
+from qgait_lab.lab.exercises import bitops
+from qgait_lab.lab.exercises.core import Wrong
 
 SOL = load_instructor_module("solutions", "nb08")
 HIDDEN = load_instructor_module("hidden", "nb08").HIDDEN

@@ -16,12 +16,12 @@ import torch
 
 from exercise_support import (assert_fails_without_revealing, assert_hidden_checks_separate, assert_hints_hide,
                               assert_not_attempted, assert_passes, load_instructor_module)
-from qgait_lab import checks
+from qgait_lab.lab import checks
 from qgait_lab.deploy.accumulator import (accumulator_bits, accumulator_bound, largest_input_code,
                                           largest_weight_code, layer_accumulator_rows)
 from qgait_lab.deploy.fixed_point import quantize_multiplier, requantize
-from qgait_lab.exercises import deployment
-from qgait_lab.exercises.core import Wrong
+from qgait_lab.lab.exercises import deployment
+from qgait_lab.lab.exercises.core import Wrong
 
 SOL = load_instructor_module("solutions", "nb09")
 HIDDEN = load_instructor_module("hidden", "nb09").HIDDEN

@@ -13,7 +13,7 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def opengait_keys():
-    """The key names of OpenGait's GaitBase (DESIGN.md section 3), written out by hand."""
+    """The key names of OpenGait's GaitBase (ARCHITECTURE.md §4), written out by hand."""
     p = "Backbone.forward_block."
     keys = {p + "conv1.conv.weight"} | {p + f"bn1.{b}" for b in BN}
     for i in range(1, 5):
@@ -49,23 +49,23 @@ def test_opengait_style_checkpoint_loads_without_renaming():
     dst.load_state_dict(ckpt["model"], strict=True)
     x = torch.rand(2, 6, 64, 44)
     src.eval(), dst.eval()
-    assert torch.equal(src(x)["embeddings"], dst(x)["embeddings"])
+    assert torch.equal(src(x)["inference_feat"]["embeddings"], dst(x)["inference_feat"]["embeddings"])
 
 
 def test_output_shapes_and_configurable_width():
     m = build_model("gaitbase", num_classes=10, channels=(16, 32, 64, 128))
     out = m(torch.rand(3, 5, 32, 22))
-    assert out["embeddings"].shape == (3, 256, 16)
-    assert out["logits"].shape == (3, 10, 16)
+    assert out["inference_feat"]["embeddings"].shape == (3, 256, 16)
+    assert out["training_feat"]["softmax"]["logits"].shape == (3, 10, 16)
     # cosine logits are bounded by 1
-    assert out["logits"].abs().max() <= 1 + 1e-5
+    assert out["training_feat"]["softmax"]["logits"].abs().max() <= 1 + 1e-5
 
 
 def test_packed_variable_length_equals_separate_sequences():
     m = GaitBase(5, channels=(8, 16, 32, 64)).eval()
     a, b = torch.rand(1, 7, 64, 44), torch.rand(1, 4, 64, 44)
-    packed = m(torch.cat([a, b], dim=1), seqL=[7, 4])["embeddings"]
-    separate = torch.cat([m(a)["embeddings"], m(b)["embeddings"]])
+    packed = m(torch.cat([a, b], dim=1), seqL=[7, 4])["inference_feat"]["embeddings"]
+    separate = torch.cat([m(a)["inference_feat"]["embeddings"], m(b)["inference_feat"]["embeddings"]])
     assert torch.allclose(packed, separate, atol=1e-5)
 
 
@@ -103,14 +103,14 @@ def test_w8a8_lsq_stays_close_to_full_precision_after_init():
     q.load_state_dict(fp.state_dict())
     quantize_model(q, "lsq", 8, 8).eval()
     x = (torch.rand(4, 8, 64, 44) > 0.5).float()
-    e_fp, e_q = fp(x)["embeddings"].flatten(1), q(x)["embeddings"].flatten(1)
+    e_fp, e_q = fp(x)["inference_feat"]["embeddings"].flatten(1), q(x)["inference_feat"]["embeddings"].flatten(1)
     cos = F.cosine_similarity(e_fp, e_q, dim=1)
     assert cos.min() > 0.99
     # 4 bits is visibly coarser: the check above is not vacuous.
     q4 = GaitBase(20, channels=(16, 32, 64, 128))
     q4.load_state_dict(fp.state_dict())
     quantize_model(q4, "lsq", 4, 4).eval()
-    assert F.cosine_similarity(e_fp, q4(x)["embeddings"].flatten(1), dim=1).min() < cos.min()
+    assert F.cosine_similarity(e_fp, q4(x)["inference_feat"]["embeddings"].flatten(1), dim=1).min() < cos.min()
 
 
 @pytest.mark.parametrize("method", ["lsq", "dorefa", "pact"])
@@ -126,8 +126,9 @@ def test_quantized_gaitbase_survives_save_load(method):
     b = quantize_model(GaitBase(10, channels=(8, 16, 32, 64)), method, 4, 4)
     b.load_state_dict(torch.load(buf, weights_only=True))
     b.eval()
-    for key in ("embeddings", "logits"):
-        assert torch.equal(a(x)[key], b(x)[key])
+    out_a, out_b = a(x), b(x)
+    assert torch.equal(out_a["inference_feat"]["embeddings"], out_b["inference_feat"]["embeddings"])
+    assert torch.equal(out_a["training_feat"]["softmax"]["logits"], out_b["training_feat"]["softmax"]["logits"])
     assert sum(1 for _ in quantizers(b)) == 2 * 13   # 12 convs + FCs, weight + activation
 
 

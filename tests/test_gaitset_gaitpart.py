@@ -21,7 +21,7 @@ from qgait_lab.models.gaitpart import FocalConv2d, TemporalFeatureAggregator
 from qgait_lab.quant import quantize_model
 from qgait_lab.quant.bitops import count_costs, summarize
 from qgait_lab.quant.convert import layer_bits
-from qgait_lab.training.checkpoint import load_checkpoint, load_model_state, model_state_of
+from qgait_lab.models.checkpoint import load_checkpoint, load_model_state, model_state_of
 
 # Small widths for the forward/backward tests; 64x44 is needed by the 16-strip pyramid
 # (two 2x2 max-pools leave 16 rows).
@@ -121,7 +121,7 @@ def test_opengait_style_ddp_checkpoint_loads_strictly(model, config, tmp_path):
     load_model_state(dst, model_state_of(load_checkpoint(tmp_path / "og.pt")), "og.pt")
     x = _sils(1, 3, seed=1)
     with torch.no_grad():
-        assert torch.equal(src(x)["embeddings"], dst(x)["embeddings"])
+        assert torch.equal(src(x)["inference_feat"]["embeddings"], dst(x)["inference_feat"]["embeddings"])
 
 
 @pytest.mark.parametrize("cls, kwargs, out", [(GaitSet, TINY_SET, (3, 8, 62)), (GaitPart, TINY_PART, (3, 8, 16))])
@@ -131,13 +131,15 @@ def test_embeddings_only_and_packed_sequences_equal_one_at_a_time(cls, kwargs, o
     seqs = [_sils(1, s, seed=i) for i, s in enumerate(lengths)]
     with torch.no_grad():
         packed = m(torch.cat(seqs, dim=1), seqL=lengths)
-        alone = torch.cat([m(s)["embeddings"] for s in seqs])
-        batch = m(torch.cat([s[:, :3] for s in seqs]))["embeddings"]
-        batch_alone = torch.cat([m(s[:, :3])["embeddings"] for s in seqs])
-        whole = m(torch.cat(seqs, dim=1))["embeddings"]   # the same frames read as one sequence
-    assert set(packed) == {"embeddings"}   # no logits: OpenGait trains both with the triplet loss alone
-    assert packed["embeddings"].shape == out and batch.shape == out
-    assert torch.allclose(packed["embeddings"], alone, atol=1e-5)
+        alone = torch.cat([m(s)["inference_feat"]["embeddings"] for s in seqs])
+        batch = m(torch.cat([s[:, :3] for s in seqs]))["inference_feat"]["embeddings"]
+        batch_alone = torch.cat([m(s[:, :3])["inference_feat"]["embeddings"] for s in seqs])
+        whole = m(torch.cat(seqs, dim=1))["inference_feat"]["embeddings"]   # the same frames read as one sequence
+    # No logits: OpenGait trains both with the triplet loss alone.
+    assert set(packed["training_feat"]) == {"triplet"}
+    packed = packed["inference_feat"]["embeddings"]
+    assert packed.shape == out and batch.shape == out
+    assert torch.allclose(packed, alone, atol=1e-5)
     assert torch.allclose(batch, batch_alone, atol=1e-5)
     assert whole.shape == (1,) + out[1:] and not torch.allclose(whole[0], alone[0], atol=1e-3)
 
@@ -148,12 +150,12 @@ def test_gaitset_sees_a_set_and_gaitpart_a_sequence():
     repeated = torch.cat([x, x[:, :3]], dim=1)   # frames seen twice
     gaitset, gaitpart = GaitSet(**TINY_SET).eval(), GaitPart(**TINY_PART).eval()
     with torch.no_grad():
-        e = gaitset(x)["embeddings"]
+        e = gaitset(x)["inference_feat"]["embeddings"]
         # GaitSet pools with a max over frames after every block: order and repeats do not matter
-        assert torch.allclose(gaitset(shuffled)["embeddings"], e, atol=1e-5)
-        assert torch.allclose(gaitset(repeated)["embeddings"], e, atol=1e-5)
+        assert torch.allclose(gaitset(shuffled)["inference_feat"]["embeddings"], e, atol=1e-5)
+        assert torch.allclose(gaitset(repeated)["inference_feat"]["embeddings"], e, atol=1e-5)
         # GaitPart's temporal convolutions see the order
-        assert not torch.allclose(gaitpart(shuffled)["embeddings"], gaitpart(x)["embeddings"], atol=1e-3)
+        assert not torch.allclose(gaitpart(shuffled)["inference_feat"]["embeddings"], gaitpart(x)["inference_feat"]["embeddings"], atol=1e-3)
 
 
 def test_gaitset_forward_follows_opengaits_two_branches():
@@ -179,7 +181,7 @@ def test_gaitset_forward_follows_opengaits_two_branches():
         gl = gl + outs
         parts = torch.cat([pyramid(outs), pyramid(gl)], dim=-1)   # [n, c, 62]
         expected = torch.einsum("ncp,pcd->ndp", parts, m.Head.fc_bin)
-        assert torch.allclose(m(x[:, 0])["embeddings"], expected, atol=1e-4)
+        assert torch.allclose(m(x[:, 0])["inference_feat"]["embeddings"], expected, atol=1e-4)
 
 
 def test_temporal_feature_aggregator_against_its_definition_written_out():
@@ -241,7 +243,7 @@ def test_lsq4_quantizes_every_convolution_and_the_head_and_trains(cls, kwargs, l
     bits = layer_bits(m)
     assert len(bits) == layers and set(bits.values()) == {(4, 4)}   # the temporal 1D convolutions too
     lengths = [4, 6]
-    out = m(torch.cat([_sils(1, s, seed=s) for s in lengths], dim=1), seqL=lengths)["embeddings"]
+    out = m(torch.cat([_sils(1, s, seed=s) for s in lengths], dim=1), seqL=lengths)["inference_feat"]["embeddings"]
     out.square().mean().backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -24,7 +24,7 @@ def test_paper_gaitbase_shapes_part_by_part(paper_model):
 def test_parameter_counts_match_opengait(paper_model):
     parts = gaitbase_parts(paper_model, torch.rand(1, 3, 64, 44))
     by_module = {p.module: p.parameters for p in parts if p.module}
-    assert sum(p.parameters for p in parts) == count_parameters(paper_model) == 7_305_408   # DESIGN.md §3
+    assert sum(p.parameters for p in parts) == count_parameters(paper_model) == 7_305_408   # ARCHITECTURE.md §4
     assert by_module["FCs"] == 16 * 512 * 256
     assert by_module["BNNecks"] == 2 * 256 * 16 + 16 * 256 * 74
     assert by_module["HPP"] == 0
@@ -44,7 +44,7 @@ def test_other_widths_batches_and_the_model_left_as_it_was():
         assert not module._forward_hooks
     model.eval()
     with torch.no_grad():
-        assert tuple(model(sils)["embeddings"].shape) == parts[4].shape
+        assert tuple(model(sils)["inference_feat"]["embeddings"].shape) == parts[4].shape
 
 
 def test_parts_table(paper_model):

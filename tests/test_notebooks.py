@@ -6,10 +6,10 @@
   cell, imports the library and defines no classes (thin notebooks);
 * all nine execute top to bottom in fast mode (``QGAIT_FAST=1``), in order, in one temporary working
   directory (``runs/`` and the SynthGait cache stay out of the repository), through the lost-request
-  watchdog of :mod:`qgait_lab.course.execute`; every check reports "not attempted", and no output holds a
+  watchdog of :mod:`qgait_lab.lab.course.execute`; every check reports "not attempted", and no output holds a
   line or a value of the reference solutions;
 * every check cell run on its own, in a fresh kernel, either works or says which cells to run first;
-* the widget and figure helpers of ``qgait_lab.widgets`` / ``qgait_lab.viz`` behave.
+* the widget and figure helpers of ``qgait_lab.lab.widgets`` / ``qgait_lab.lab.figures`` behave.
 """
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ import torch
 from jupytext.compare import compare_notebooks
 
 from exercise_support import INSTRUCTOR, load_instructor_module, number_forms
-from qgait_lab.course.answers import check_calls, stub_cells
-from qgait_lab.course.execute import execute_notebook
-from qgait_lab.course.release import audit_notebook, solution_lines
-from qgait_lab.exercises import exercises_of
+from qgait_lab.lab.course.answers import check_calls, stub_cells
+from qgait_lab.lab.course.execute import execute_notebook
+from qgait_lab.lab.course.release import audit_notebook, solution_lines
+from qgait_lab.lab.exercises import exercises_of
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -109,7 +109,7 @@ def test_every_exercise_is_a_stub_cell_and_a_self_contained_check_cell(source):
         assert "# YOUR CODE HERE" in stub or "# YOUR ANSWER" in stub, f"Exercise {ex.id}: no stub marker"
         check = nb.cells[calls[ex.checker.__name__]].source
         assert calls[ex.checker.__name__] > stubs[ex.id], f"Exercise {ex.id}: the check comes before the stub"
-        assert "from qgait_lab import checks" in check, f"Exercise {ex.id}: the check cell must import checks"
+        assert "from qgait_lab.lab import checks" in check, f"Exercise {ex.id}: the check cell must import checks"
         assert f"checks.{ex.checker.__name__}({ex.answer})" in check
     for name in CHECK_CALL.findall("\n".join(_code(source))):
         assert name in {ex.checker.__name__ for ex in exercises}, f"{source.name} calls another notebook's {name}"
@@ -196,7 +196,7 @@ def test_notebook_runs_in_fast_mode_and_shows_no_solution(source, lab_dir):
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"{source.stem}: a cell raised {out.get('ename')}"
-    from qgait_lab.exercises.core import CHECK_MIME
+    from qgait_lab.lab.exercises.core import CHECK_MIME
 
     shown = [out["data"][CHECK_MIME] for cell in nb.cells for out in cell.get("outputs", [])
              if CHECK_MIME in out.get("data", {})]
@@ -245,7 +245,7 @@ def test_notebook_05_runs_the_from_scratch_reading_when_asked(lab_dir):
 # The helpers the notebooks rely on
 # ---------------------------------------------------------------------------
 def test_find_and_load_data_samples(monkeypatch, tmp_path):
-    from qgait_lab.widgets import find_data_samples, load_sample_sequence
+    from qgait_lab.lab.widgets import find_data_samples, load_sample_sequence
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("QGAIT_DATA_SAMPLES", raising=False)
@@ -260,7 +260,7 @@ def test_find_and_load_data_samples(monkeypatch, tmp_path):
 
 
 def test_meaningful_fraction_limits():
-    from qgait_lab.widgets import meaningful_gradient_fraction, uniform_meaningful_fraction
+    from qgait_lab.lab.widgets import meaningful_gradient_fraction, uniform_meaningful_fraction
 
     assert uniform_meaningful_fraction(1.0) == 1.0           # the slope at k=1 never falls below 0.85
     assert uniform_meaningful_fraction(3.0) == 1.0           # minimum 0.30 >= 0.1
@@ -272,7 +272,7 @@ def test_meaningful_fraction_limits():
 
 
 def test_first_layers_probe_reacts_to_bits_and_step():
-    from qgait_lab.widgets import FirstLayersProbe, load_sample_sequence
+    from qgait_lab.lab.widgets import FirstLayersProbe, load_sample_sequence
 
     frames, _ = load_sample_sequence(0)
     probe = FirstLayersProbe(frames, channels=(16, 32, 64, 128), n_frames=1)
@@ -291,8 +291,8 @@ def test_k_explorer_builds_sliders_and_draws(monkeypatch):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from qgait_lab import widgets
-    from qgait_lab.widgets import FirstLayersProbe, k_explorer, load_sample_sequence
+    from qgait_lab.lab import widgets
+    from qgait_lab.lab.widgets import FirstLayersProbe, k_explorer, load_sample_sequence
 
     matplotlib.use("Agg")
     drawn = []
@@ -319,7 +319,7 @@ def test_live_loss_plot_tracks_stages(monkeypatch):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from qgait_lab.widgets import LiveLossPlot
+    from qgait_lab.lab.widgets import LiveLossPlot
 
     matplotlib.use("Agg")
     plot = LiveLossPlot(interval=1e9)
@@ -337,7 +337,7 @@ def test_live_loss_plot_tracks_stages(monkeypatch):
 
 
 def test_torchrun_command_and_follow(tmp_path):
-    from qgait_lab.widgets import display_command, follow_command, torchrun_command
+    from qgait_lab.lab.widgets import display_command, follow_command, torchrun_command
 
     cmd = torchrun_command(2, "tiny-cpu", "fp", None, ["runtime.device=cpu"], name="x", master_port=1234)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
@@ -355,7 +355,7 @@ def test_torchrun_command_and_follow(tmp_path):
 
 def test_quantizer_response_matches_the_stes_derivatives():
     from qgait_lab.quant import LSQQuantizer, PACTQuantizer
-    from qgait_lab.viz import quantizer_response
+    from qgait_lab.lab.figures import quantizer_response
 
     x = torch.linspace(-1, 5, 601)
     q = LSQQuantizer(2, is_weight=False, signed=False)
@@ -378,8 +378,9 @@ def test_notebook_figures_draw():
 
     from qgait_lab.models import build_model
     from qgait_lab.quant.bitops import count_costs, gaitbase_inference_layers
-    from qgait_lab.viz import (accuracy_per_bitop_figure, bitops_per_layer_figure, histogram_figure,
-                               interclass_distance_figure, soft_quantizer_moments_figure)
+    from qgait_lab.lab.figures import (accuracy_per_bitop_figure, bitops_per_layer_figure,
+                                       histogram_figure, interclass_distance_figure,
+                                       soft_quantizer_moments_figure)
 
     matplotlib.use("Agg")
     fig = soft_quantizer_moments_figure(k_max=8, mark_k=3)

@@ -110,7 +110,7 @@ def test_a_model_with_fused_quantizers_trains_like_the_eager_one():
         run = []
         for _ in range(3):
             out = model(x)
-            loss = out["logits"].float().pow(2).mean() + out["embeddings"].float().pow(2).mean()
+            loss = out["training_feat"]["softmax"]["logits"].float().pow(2).mean() + out["inference_feat"]["embeddings"].float().pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -143,7 +143,7 @@ def test_a_kernel_that_cannot_compile_falls_back_to_eager_with_a_warning(monkeyp
 def test_runtime_option_decides_where_quantizers_are_fused():
     from qgait_lab.errors import ConfigError
     from qgait_lab.training.config import load_config
-    from qgait_lab.training.pipeline import quantize_for
+    from qgait_lab.experiments.pipeline import quantize_for
     from qgait_lab.training.runtime import fuse_quantizers
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -1,7 +1,7 @@
 """``qgait-lab reproduce`` end to end on a tiny budget: tables are produced and reported honestly."""
 import pytest
 
-from qgait_lab.reproduce import grow_schedules, run_reproduce
+from qgait_lab.experiments.reproduce import grow_schedules, run_reproduce
 
 TINY = ["data.synth={n_ids: 8, n_train: 5, frames: 10, views: ['018', '090']}",
         "data.batch_p=3", "data.batch_k=2", "data.frames=6",
@@ -44,7 +44,7 @@ def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
 
 
 def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
-    from qgait_lab.reproduce import _ordering_notes
+    from qgait_lab.experiments.reproduce import _ordering_notes
 
     rows = [{"method": "FP32", "bits": "32", "rank1": 71.3},
             {"method": "PACT-4", "bits": "w4/a4", "rank1": (68.28, 0.34)},
@@ -82,7 +82,7 @@ def test_table1_in_two_worker_processes_leaves_the_stages_a_serial_run_reuses(ti
 @pytest.mark.parametrize("bad", [0, -1, "two", 1.5])
 def test_bad_jobs_are_refused_by_name(bad):
     from qgait_lab.errors import ConfigError
-    from qgait_lab.reproduce import resolve_jobs
+    from qgait_lab.experiments.reproduce import resolve_jobs
 
     with pytest.raises(ConfigError, match="--jobs"):
         resolve_jobs(bad)

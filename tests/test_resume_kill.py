@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qgait_lab.training.checkpoint import load_checkpoint, save_checkpoint
+from qgait_lab.models.checkpoint import load_checkpoint, save_checkpoint
 
 ARGS = ["train", "--method", "qgait", "--name", "kill",
         "--set", "data.synth={n_ids: 8, n_train: 5, frames: 10, views: ['018', '090']}",

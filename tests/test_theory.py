@@ -1,4 +1,4 @@
-"""The paper's equations as sympy expressions (qgait_lab.theory).
+"""The paper's equations as sympy expressions (qgait_lab.lab.theory).
 
 Every check is run twice: on the correct claim (must hold) and on a
 deliberately wrong variant (must fail), so that a check that always says
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from qgait_lab import theory as th
-from qgait_lab.theory import k
+from qgait_lab.lab import theory as th
+from qgait_lab.lab.theory import k
 
 
 # ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 
 from qgait_lab.errors import ConfigError
 from qgait_lab.training.config import available_presets, load_config
-from qgait_lab.training.pipeline import Experiment, build_float_model
+from qgait_lab.experiments.pipeline import Experiment, build_float_model
 from qgait_lab.training.trainer import Trainer, TrainingDivergedError
 
 TINY = ["data.synth={n_ids: 8, n_train: 5, frames: 10, views: ['018', '090']}",
@@ -129,10 +129,10 @@ def test_a_bad_teacher_checkpoint_is_named(workdir, bad, message):
 
 def _train(cfg, exp, run_dir, iterations):
     stage = dataclasses.replace(cfg.full_precision, iterations=iterations)
-    cfg = dataclasses.replace(cfg, full_precision=stage)
     torch.manual_seed(0)
     model = build_float_model(cfg, exp.num_classes)
-    trainer = Trainer(cfg, "full_precision", model, run_dir, torch.device("cpu"))
+    trainer = Trainer(stage, model, run_dir, torch.device("cpu"), loss=cfg.loss, runtime=cfg.runtime,
+                      name="full_precision")
     trainer.fit(exp.batches)
     return model
 
@@ -154,7 +154,8 @@ def test_non_finite_loss_stops_with_iteration_and_keeps_checkpoint(workdir, monk
     exp = Experiment(cfg)
     model = build_float_model(cfg, exp.num_classes)
     run_dir = workdir / "nan"
-    trainer = Trainer(cfg, "full_precision", model, run_dir, torch.device("cpu"))
+    trainer = Trainer(cfg.full_precision, model, run_dir, torch.device("cpu"), loss=cfg.loss,
+                      runtime=cfg.runtime, name="full_precision")
     real = trainer.losses
     calls = {"n": 0}
 
@@ -183,9 +184,9 @@ def test_narrow_strided_convolutions_keep_nchw_instead_of_crashing(tmp_path):
     script.write_text(
         "import warnings, torch\n"
         "from qgait_lab.training.config import load_config\n"
-        "from qgait_lab.training.pipeline import build_float_model\n"
+        "from qgait_lab.experiments.pipeline import build_float_model\n"
         "for channels in ('[4, 8, 8, 16]', '[8, 16, 32, 64]'):\n"
-        "    cfg = load_config('tiny-cpu', [f'model.channels={channels}'])\n"
+        "    cfg = load_config('tiny-cpu', [f'model.arguments.gaitbase.channels={channels}'])\n"
         "    with warnings.catch_warnings(record=True) as caught:\n"
         "        warnings.simplefilter('always')\n"
         "        model = build_float_model(cfg, 8)\n"
@@ -193,7 +194,8 @@ def test_narrow_strided_convolutions_keep_nchw_instead_of_crashing(tmp_path):
         "    x = (torch.rand(4, 8, 32, 22) > 0.5).float()\n"
         "    for _ in range(3):\n"
         "        out = model(x)\n"
-        "        (out['logits'].mean() + out['embeddings'].pow(2).mean()).backward()\n"
+        "        (out['training_feat']['softmax']['logits'].mean()\n"
+        "         + out['inference_feat']['embeddings'].pow(2).mean()).backward()\n"
         "print('survived')\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

@@ -1,4 +1,4 @@
-"""The figures of notebook 01 (qgait_lab.viz): silhouettes, the input transform, the CASIA-B view pairs."""
+"""The figures of notebook 01 (qgait_lab.lab.figures): silhouettes, the input transform, the CASIA-B view pairs."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from qgait_lab.evaluation import casia_b_protocol  # noqa: E402
-from qgait_lab.viz import cross_view_figure, input_transform_figure, silhouettes_figure  # noqa: E402
+from qgait_lab.lab.figures import cross_view_figure, input_transform_figure, silhouettes_figure  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

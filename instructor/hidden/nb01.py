@@ -1,6 +1,6 @@
 """Hidden checks of notebook 01, run only by ``qgait-lab lab grade``: other widths, shapes and test sets."""
-from qgait_lab.exercises import gait
-from qgait_lab.exercises.core import Wrong
+from qgait_lab.lab.exercises import gait
+from qgait_lab.lab.exercises.core import Wrong
 
 
 def cut_other_widths(cut_sides):

@@ -1,7 +1,7 @@
 """Hidden checks of notebook 02, run only by ``qgait-lab lab grade``.
 
 Each takes the student's answer and returns a sentence, or raises
-``qgait_lab.exercises.core.Wrong``.  They use what the visible checkers do not:
+``qgait_lab.lab.exercises.core.Wrong``.  They use what the visible checkers do not:
 other bit-widths (1, 3, 8, 16), other shapes and dtypes, and steps that are not
 round numbers.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from qgait_lab.exercises import quantization as Q
+from qgait_lab.lab.exercises import quantization as Q
 
 
 def codes_other_shapes_and_bits(lsq_codes) -> str:

@@ -10,9 +10,9 @@ import numpy as np
 import sympy as sp
 import torch
 
-from qgait_lab import theory
-from qgait_lab.exercises import soft_round as ex
-from qgait_lab.exercises.core import Wrong, fmt, sympy_in
+from qgait_lab.lab import theory
+from qgait_lab.lab.exercises import soft_round as ex
+from qgait_lab.lab.exercises.core import Wrong, fmt, sympy_in
 from qgait_lab.quant.functional import soft_round
 
 DIGITS = 50

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from qgait_lab.exercises import explorer as ex
-from qgait_lab.exercises.core import Wrong, as_number, call, check_choice
+from qgait_lab.lab.exercises import explorer as ex
+from qgait_lab.lab.exercises.core import Wrong, as_number, call, check_choice
 
 
 # 4.1 ------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def fraction_other_cases(fraction) -> str:
 
 
 def fraction_default_and_argument_types(fraction) -> str:
-    from qgait_lab.widgets import uniform_meaningful_fraction
+    from qgait_lab.lab.widgets import uniform_meaningful_fraction
 
     for args, k, t in (((8.0,), 8.0, 0.1), ((np.float64(5.0), np.float32(0.3)), 5.0, 0.3), ((12, 1), 12.0, 1.0)):
         got = as_number(call(fraction, *args), "meaningful_fraction")
@@ -73,7 +73,7 @@ def step_choice_on_other_data(answer, sequence: int = 3) -> str:
         raise Wrong(f"answer with one of the letters {', '.join(ex.STEP_OPTIONS)}")
     picked = answer.strip().lower()
     try:
-        from qgait_lab.widgets import FirstLayersProbe, load_sample_sequence
+        from qgait_lab.lab.widgets import FirstLayersProbe, load_sample_sequence
 
         frames, _ = load_sample_sequence(sequence)
     except FileNotFoundError:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qgait_lab.exercises import ste_vs_soft as ex
-from qgait_lab.exercises.core import Wrong, as_array, call, check_choice
+from qgait_lab.lab.exercises import ste_vs_soft as ex
+from qgait_lab.lab.exercises.core import Wrong, as_array, call, check_choice
 
 
 def step_grad_other_settings(soft_step_grad) -> str:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import shlex
 
-from qgait_lab.exercises import training as ex
-from qgait_lab.exercises.core import Wrong, call
+from qgait_lab.lab.exercises import training as ex
+from qgait_lab.lab.exercises.core import Wrong, call
 from qgait_lab.quant.schedules import KSchedule
 
 

@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from qgait_lab.exercises import idd
-from qgait_lab.exercises.core import Wrong, call, check_choice
+from qgait_lab.lab.exercises import idd
+from qgait_lab.lab.exercises.core import Wrong, call, check_choice
 
 
 # -- 7.1 ----------------------------------------------------------------------

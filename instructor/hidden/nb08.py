@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from qgait_lab.exercises import bitops
-from qgait_lab.exercises.core import Wrong, as_number
+from qgait_lab.lab.exercises import bitops
+from qgait_lab.lab.exercises.core import Wrong, as_number
 
 
 def conv_other_shapes(conv_bitops) -> str:

@@ -1,8 +1,8 @@
 """Hidden checks of notebook 09, run only by ``qgait-lab lab grade``: cases the visible checkers do not try."""
 from __future__ import annotations
 
-from qgait_lab.exercises import deployment
-from qgait_lab.exercises.deployment import RequantCase
+from qgait_lab.lab.exercises import deployment
+from qgait_lab.lab.exercises.deployment import RequantCase
 
 
 def requantize_other_cases(requantize_codes) -> str:

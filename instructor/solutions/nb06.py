@@ -1,15 +1,12 @@
 """Reference solutions of notebook 06 (training)."""
 from __future__ import annotations
 
-from qgait_lab.quant.schedules import KSchedule
-
-PAPER_FINETUNE = 1000
+from qgait_lab.quant.schedules import KSchedule, paper_grow
 
 
 def grow_for(iterations: int, t: float = 5.0) -> KSchedule:
     """Ex. 6.1: GROW-2 (+0.2 every 100 of 1000 iterations, k from 1 to T) rescaled to ``iterations``."""
-    every = max(1, round(100 * iterations / PAPER_FINETUNE))
-    return KSchedule("grow", start=1.0, step=0.2, every=every, max=t)
+    return paper_grow(0.2, 100, iterations, t)
 
 
 def gait3d_command(nproc: int, root: str, partition: str) -> list[str]:

@@ -29,7 +29,8 @@ from qgait_lab.data.opengait import (
     write_partition,
     write_sequence,
 )
-from qgait_lab.data.pretreat import PretreatReport, pretreat_frame, pretreat_sequence, pretreat_tree, read_frames
+from qgait_lab.data.pretreat import (PretreatReport, pretreat_frame, pretreat_sequence, pretreat_tree,
+                                     read_frames)
 from qgait_lab.data.sampler import PKSampler
 from qgait_lab.data.synth import (
     ALL_VIEWS,

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from qgait_lab.data.opengait import FRAME_SIZE, Partition, SequenceInfo, load_silhouettes, read_partition, scan_layout
+from qgait_lab.data.opengait import (FRAME_SIZE, Partition, SequenceInfo, load_silhouettes, read_partition,
+                                     scan_layout)
 from qgait_lab.data.transforms import SequenceTransform
 from qgait_lab.errors import DataFormatError
 

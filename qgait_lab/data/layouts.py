@@ -39,10 +39,10 @@ SynthGait, the dataset generated here, uses CASIA-B's layout and protocol.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-from qgait_lab.data.transforms import cut_columns
 
-__all__ = ["DatasetLayout", "LAYOUTS", "MODEL_INPUT", "get_layout"]
+__all__ = ["DatasetLayout", "LAYOUTS", "LayoutName", "MODEL_INPUT", "get_layout"]
 
 #: The model's input (H, W) at full resolution: 64 x 44 for every dataset (paper Sec. 4.1).
 MODEL_INPUT: tuple[int, int] = (64, 44)
@@ -62,18 +62,14 @@ class DatasetLayout:
     bitops_frames: int                          # frames per sequence of the paper's BitOPs
     source: str                                 # OpenGait files these facts come from
 
-    def input_size(self, stored: tuple[int, int], downsample: int = 1) -> tuple[int, int]:
-        """The model's (H, W) for frames stored at ``stored``: OpenGait's cut, then the downsampling."""
-        height, width = stored
-        width -= 2 * cut_columns(width)
-        return height // downsample, width // downsample
-
     def check_stored_size(self, size: tuple[int, int]) -> bool:
         return tuple(size) in self.stored_sizes
 
     def describe_sizes(self) -> str:
         return " or ".join(f"{h}x{w}" for h, w in self.stored_sizes)
 
+
+LayoutName = Literal["casia-b", "oumvlp", "grew", "gait3d"]
 
 LAYOUTS: dict[str, DatasetLayout] = {
     layout.name: layout for layout in (
@@ -106,6 +102,7 @@ LAYOUTS: dict[str, DatasetLayout] = {
             source="datasets/Gait3D/README.md (Gait3D-sils-64-64-pkl), Gait3D.json, evaluator.py evaluate_Gait3D"),
     )
 }
+assert set(LAYOUTS) == set(get_args(LayoutName))
 
 
 def get_layout(name: str) -> DatasetLayout:

@@ -1,7 +1,7 @@
 """Training batches built ahead by DataLoader worker processes, one whole iteration per item.
 
 A training batch of this project is a pure function of (seed, iteration)
-(:class:`qgait_lab.training.pipeline.TrainBatches`): the P x K sampler picks
+(:class:`qgait_lab.experiments.pipeline.TrainBatches`): the P x K sampler picks
 the sequences from (seed, iteration), and each sequence's frames and
 augmentation are seeded by (seed, iteration, position in the global batch).
 So a whole iteration is the natural unit of work for a worker process:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..models.contract import inference_embeddings
 from .grids import activation_grid, codes_of
 from .integer_model import IntegerGaitBase
 
@@ -79,7 +80,7 @@ def fake_quant_codes(model: nn.Module, integer: IntegerGaitBase, sils: Tensor,
     was_training = model.training
     model.eval()
     try:
-        embeddings = model(sils)["embeddings"]
+        embeddings = inference_embeddings(model(sils))
     finally:
         model.train(was_training)
         for h in hooks:

@@ -16,7 +16,7 @@ Folded codes, accumulator scales and biases are recomputed on load by the
 same :class:`~qgait_lab.deploy.IntegerConv` properties that computed them
 before saving, so a loaded model gives bit-identical :func:`integer_forward`
 outputs.  The file is written atomically by the project's checkpoint writer
-(:func:`qgait_lab.training.checkpoint.save_checkpoint`).
+(:func:`qgait_lab.models.checkpoint.save_checkpoint`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataFormatError
-from ..training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .grids import Grid
 from .integer_model import IntegerBlock, IntegerConv, IntegerFC, IntegerGaitBase
 from .packing import fits_int4, pack_int4, packed_bytes, unpack_int4

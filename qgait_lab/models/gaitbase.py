@@ -14,9 +14,10 @@ Inputs are silhouettes ``[n, s, h, w]`` in [0, 1] (64x44 in the paper).  A batch
 variable-length sequences can be packed along the frame axis as
 ``[1, sum(seqL), h, w]`` with ``seqL`` giving each length, as OpenGait does.
 
-The output dict holds ``embeddings`` ``[n, 256, p]`` (before the BNNeck: the
-triplet loss and retrieval use these), ``logits`` ``[n, classes, p]`` and
-``bnneck`` (the normalised features after the BNNeck).
+The output follows the model contract (:mod:`.contract`), as OpenGait's GaitBase:
+``training_feat["triplet"]["embeddings"]`` ``[n, 256, p]`` (before the BNNeck: the
+triplet loss, and retrieval as ``inference_feat["embeddings"]``) and
+``training_feat["softmax"]["logits"]`` ``[n, classes, p]``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..quant.modules import QuantizedLayer
+from .contract import gait_output
 
 PAPER_CHANNELS = (64, 128, 256, 512)
 PAPER_STRIDES = (1, 2, 2, 1)
@@ -235,15 +237,15 @@ class GaitBase(nn.Module):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict:
         if sils.dim() != 4:
             raise ValueError(f"GaitBase expects silhouettes [n, frames, h, w], got {tuple(sils.shape)}")
         feature_maps = self.Backbone(sils.unsqueeze(1))       # [n, c, s, h, w]
         pooled = temporal_max(feature_maps, seqL)               # [n, c, h, w]
         parts = self.HPP(pooled)                                # [n, c, p]
         embeddings = self.FCs(parts)                            # [n, 256, p]
-        bnneck, logits = self.BNNecks(embeddings)
-        return {"embeddings": embeddings, "logits": logits, "bnneck": bnneck}
+        _, logits = self.BNNecks(embeddings)
+        return gait_output(embeddings, logits)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..quant.modules import QuantizedLayer
+from .contract import gait_output
 from .gaitbase import BasicConv2d, HorizontalPoolingPyramid, SeparateFCs, SetBlockWrapper, per_sequence
 
 #: The backbone of OpenGait's ``configs/gaitpart/gaitpart.yaml`` (CASIA-B).
@@ -222,11 +223,11 @@ class GaitPart(nn.Module):
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 nn.init.xavier_uniform_(m.weight)
 
-    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict:
         """Silhouettes ``[n, s, h, w]`` (or packed ``[1, sum(seqL), h, w]``) -> ``embeddings [n, c, 16]``."""
         if sils.dim() != 4:
             raise ValueError(f"GaitPart expects silhouettes [n, frames, h, w], got {tuple(sils.shape)}")
         maps = self.Backbone(sils.unsqueeze(1))   # [n, c, s, h, w]
         parts = self.HPP(maps)                    # [n, c, s, p]
         pooled = self.TFA(parts, seqL)            # [n, c, p]
-        return {"embeddings": self.Head(pooled)}
+        return gait_output(self.Head(pooled))

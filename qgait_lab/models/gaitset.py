@@ -36,6 +36,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from .contract import gait_output
 from .gaitbase import BasicConv2d, HorizontalPoolingPyramid, SeparateFCs, SetBlockWrapper, temporal_max
 
 #: Block widths of OpenGait's ``configs/gaitset/gaitset.yaml`` (CASIA-B).
@@ -98,7 +99,7 @@ class GaitSet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
 
-    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, sils: Tensor, seqL: Sequence[int] | Tensor | None = None) -> dict:
         """Silhouettes ``[n, s, h, w]`` (or packed ``[1, sum(seqL), h, w]``) -> ``embeddings [n, c, 62]``."""
         if sils.dim() != 4:
             raise ValueError(f"GaitSet expects silhouettes [n, frames, h, w], got {tuple(sils.shape)}")
@@ -109,4 +110,4 @@ class GaitSet(nn.Module):
         outs = temporal_max(self.set_block3(outs), seqL)         # [n, c3, h/4, w/4]
         gl = gl + outs
         feature = torch.cat([self.HPP(outs), self.HPP(gl)], dim=-1)  # [n, c3, 62]
-        return {"embeddings": self.Head(feature)}
+        return gait_output(self.Head(feature))

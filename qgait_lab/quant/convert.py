@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Literal, get_args
 
 import torch
 from torch import nn
@@ -21,7 +21,8 @@ from .modules import FULL_PRECISION_BITS, QConv2d, QLinear, QuantizedLayer
 from .quantizers import (GRADIENT_MODES, DoReFaActQuantizer, DoReFaWeightQuantizer,
                          LSQQuantizer, PACTQuantizer, Quantizer, validate_bits, validate_k)
 
-METHODS = ("lsq", "dorefa", "pact")
+QuantizerName = Literal["lsq", "dorefa", "pact"]
+METHODS: tuple[str, ...] = get_args(QuantizerName)
 
 
 @dataclass

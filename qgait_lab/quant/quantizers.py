@@ -15,14 +15,17 @@ tensor (same shape and dtype family, values on a uniform grid).  They share:
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..ranks import world_size
 from . import functional as QF
 
-GRADIENT_MODES = ("ste", "soft")
+GradientMode = Literal["ste", "soft"]
+GRADIENT_MODES: tuple[str, ...] = get_args(GradientMode)
 MAX_BITS = 16
 
 
@@ -143,9 +146,9 @@ class LSQQuantizer(Quantizer):
         else:
             mean_abs = v.abs().mean()
         step = (2.0 * mean_abs / math.sqrt(q_p)).clamp(min=1e-6)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if world_size() > 1:
             torch.distributed.all_reduce(step)
-            step /= torch.distributed.get_world_size()
+            step /= world_size()
         self.step.copy_(step)
         self.initialized = True
 

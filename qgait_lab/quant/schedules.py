@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from ..errors import ConfigError
 from .quantizers import validate_k
 
-SCHEDULE_KINDS = ("fixed", "grow")
+ScheduleKind = Literal["fixed", "grow"]
+SCHEDULE_KINDS: tuple[str, ...] = get_args(ScheduleKind)
 
 
 @dataclass
 class KSchedule:
-    kind: str = "grow"
+    kind: ScheduleKind = "grow"
     start: float = 1.0
     step: float = 0.2
     every: int = 100
@@ -47,3 +49,19 @@ class KSchedule:
         if self.kind == "fixed":
             return f"FIXED(k={self.start:g})"
         return f"GROW(+{self.step:g} every {self.every} it, {self.start:g} -> T={self.max:g})"
+
+
+#: Iterations of the paper's soft fine-tune on Gait3D (Sec. 4.1), over which Table 3a's schedules are defined.
+PAPER_FINETUNE_ITERATIONS = 1000
+
+
+def paper_grow(step: float, paper_every: int, iterations: int, t: float) -> KSchedule:
+    """A GROW schedule of Table 3a at the paper's pace, for a fine-tune of ``iterations``.
+
+    The paper raises k from 1 by ``step`` every ``paper_every`` of its 1000 iterations,
+    up to T (GROW-2: +0.2 every 100).  A shorter fine-tune keeps the step and the
+    pace relative to its length: ``every = round(paper_every * iterations / 1000)``,
+    at least 1.
+    """
+    every = max(1, round(paper_every * iterations / PAPER_FINETUNE_ITERATIONS))
+    return KSchedule("grow", start=1.0, step=step, every=every, max=t)

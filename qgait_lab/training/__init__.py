@@ -1,7 +1,5 @@
-"""Training: configs and presets, the stage trainer, checkpoints, devices and DDP, the pipeline."""
+"""Training: configs and presets, the stage trainer and its loss terms, devices and DDP."""
 from .config import ExperimentConfig, load_config
-from .pipeline import Experiment, MethodResult
 from .trainer import Trainer, TrainingDivergedError
 
-__all__ = ["ExperimentConfig", "load_config", "Experiment", "MethodResult", "Trainer",
-           "TrainingDivergedError"]
+__all__ = ["ExperimentConfig", "load_config", "Trainer", "TrainingDivergedError"]

@@ -12,39 +12,47 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..data.layouts import LayoutName
 from ..errors import ConfigError
-from ..quant.convert import METHODS as QUANT_METHODS
+from ..losses import DistanceMode, NormalizeMode
+from ..models import ModelName, OpenGaitConfigName
+from ..quant.quantizers import GradientMode
 from ..quant.schedules import KSchedule
 from .runtime import fast_mode
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-TRAIN_METHODS = ("fp",) + QUANT_METHODS + ("qgait",)
+
+#: The methods (qgait_lab.experiments.methods holds their recipes).
+MethodName = Literal["fp", "lsq", "dorefa", "pact", "qgait"]
+Budget = Literal["full", "lab", "fast"]
+Switch = Literal["off", "on", "auto"]
 
 
 @dataclass
 class DataConfig:
-    """Where the sequences come from and how batches are drawn (DESIGN.md section 3)."""
+    """Where the sequences come from and how batches are drawn (ARCHITECTURE.md §2, §4)."""
 
-    dataset: str = "synthgait"          # "synthgait" (generated here) or "opengait" (a real root)
+    dataset: Literal["synthgait", "opengait"] = "synthgait"   # generated here, or a real OpenGait root
     # How the dataset is stored and evaluated: casia-b, oumvlp, grew or gait3d (data.layouts: the
     # stored frame sizes, the partition keys, the protocol). SynthGait has CASIA-B's layout.
-    layout: str = "casia-b"
+    layout: LayoutName = "casia-b"
     root: str | None = None             # the OpenGait-format dataset folder (dataset "opengait")
     partition: str | None = None        # its partition json (TRAIN_SET / TEST_SET, Gait3D: PROBE_SET)
     allow_missing_ids: bool = False     # partition ids with no sequence on disk: error unless True
     synth: dict = field(default_factory=dict)   # SynthGait generator options (see data.synth)
     synth_dir: str | None = None        # where SynthGait is cached; None: $QGAIT_DATA_DIR or ~/.cache/qgait-lab
-    downsample: int = 1                 # 1: 64x44 (the paper); 2: 32x22 (the laptop preset)
+    downsample: Literal[1, 2] = 1       # 1: 64x44 (the paper); 2: 32x22 (the laptop preset)
     batch_p: int = 8                    # identities per batch
     batch_k: int = 16                   # sequences per identity
     frames: int = 30                    # frames per training sequence
-    frames_mode: str = "fixed"          # "fixed" or "unfixed" (frames_min..frames_max)
+    frames_mode: Literal["fixed", "unfixed"] = "fixed"   # "unfixed": frames_min..frames_max
     frames_min: int = 10
     frames_max: int = 50
     augment: list = field(default_factory=list)  # any of flip, rotate, erase, perspective
@@ -52,7 +60,7 @@ class DataConfig:
     eval_batch_sequences: int = 16      # sequences per evaluation batch (packed)
     # Loading (qgait_lab.data.loader): none of these changes a batch, only how fast it comes.
     num_workers: int = 0                # DataLoader worker processes building batches; 0: in the training process
-    pin_memory: str | bool = "auto"     # "auto" (on when training on CUDA), "on", "off"
+    pin_memory: Literal["auto", "on", "off"] = "auto"   # "auto": on when training on CUDA
     prefetch_factor: int = 2            # batches each worker builds ahead
     # Frames kept in memory, in MB per process: an LRU, so a split larger than the bound keeps its
     # most recently used sequences, and 0 turns it off.  Every worker has its own, so loading may
@@ -62,15 +70,23 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "gaitbase"
-    channels: list = field(default_factory=lambda: [64, 128, 256, 512])
-    parts: int = 16
-    embed_dim: int = 256
+    """The network (:mod:`qgait_lab.models`): any model that keeps the model contract.
+
+    ``arguments`` holds constructor arguments per model name, so that one preset
+    sizes every model it can train and ``name`` (``--model``) picks one; what a
+    model is not given comes from its OpenGait configuration for the dataset
+    (``opengait_config``, by default the one named after ``data.layout`` where the
+    model has it) or from its constructor's defaults (the paper's GaitBase).
+    """
+
+    name: ModelName = "gaitbase"
+    arguments: dict = field(default_factory=dict)   # e.g. {gaitbase: {channels: [16, 32, 64, 128]}}
+    opengait_config: OpenGaitConfigName | None = None
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"                   # "sgd" or "adam"
+    name: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -93,14 +109,14 @@ class LossConfig:
 class DistillConfig:
     """Distillation from the full-precision teacher: none, vanilla KD (Eq. 13) or IDD (Eqs. 14-15)."""
 
-    kind: str = "none"                  # "none", "kd" or "idd"
+    kind: Literal["none", "kd", "idd"] = "none"
     weight: float = 1.0
     kd_temperature: float = 4.0
     # IDD compares mean-normalised distances (around 1); tau 0.1 gives softmax
     # logits spread over ~10 units, chosen a priori, not tuned.
     idd_tau: float = 0.1
-    idd_distance: str = "per_part"      # "per_part" or "flat"
-    idd_normalize: str = "mean"         # "mean" or "temperature"
+    idd_distance: DistanceMode = "per_part"
+    idd_normalize: NormalizeMode = "mean"
 
 
 @dataclass
@@ -109,7 +125,7 @@ class StageConfig:
 
     iterations: int = 1000
     optim: OptimConfig = field(default_factory=OptimConfig)
-    gradient: str = "ste"               # quantizer backward: "ste" or "soft" (theta_k)
+    gradient: GradientMode = "ste"      # quantizer backward: the STE, or "soft" (theta_k)
     k: KSchedule = field(default_factory=lambda: KSchedule(kind="fixed"))
     distill: DistillConfig = field(default_factory=DistillConfig)
     # A model this stage already trained (ours, or OpenGait's for full_precision): it is
@@ -141,24 +157,24 @@ class RuntimeConfig:
     seed: int = 0
     device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True                    # mixed precision, used on CUDA only
-    compile: str | bool = "off"         # "off", "on" or "auto" (on for CUDA); YAML on/off work
+    compile: Switch = "off"             # "auto": on for CUDA; YAML's on/off work too
     channels_last: bool = True          # NHWC convolutions (faster on CPU and GPU)
-    fuse_quantizers: str | bool = "auto"  # "auto" (on for CPU), "on", "off": each quantizer's
+    fuse_quantizers: Switch = "auto"    # "auto" (on for CPU): each quantizer's
                                         # arithmetic as one compiled kernel (quant.kernels)
     eval_every: int = 0                 # 0: only at the end of a stage
     eval_stage1: bool = False           # also evaluate stage 1 when a fine-tune follows it
     log_every: int = 10
     save_every: int = 200
     runs_dir: str = "runs"
-    nan_policy: str = "stop"            # "stop" (keep the last good checkpoint) or "skip"
+    nan_policy: Literal["stop", "skip"] = "stop"   # "stop" keeps the last good checkpoint
     progress: bool = True
 
 
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"
-    method: str = "qgait"               # fp, lsq, dorefa, pact or qgait
-    budget: str = "full"                # which budget load_config applied: full, lab or fast (a smoke test)
+    method: MethodName = "qgait"
+    budget: Budget = "full"             # which budget load_config applied ("fast": a smoke test)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -176,12 +192,12 @@ class ExperimentConfig:
         self.validate()
 
     def validate(self) -> None:
-        _choice("method", self.method, TRAIN_METHODS)
-        _choice("budget", self.budget, BUDGETS)
-        _choice("data.dataset", self.data.dataset, ("synthgait", "opengait"))
-        _choice("data.frames_mode", self.data.frames_mode, ("fixed", "unfixed"))
-        from ..data.layouts import LAYOUTS
-        _choice("data.layout", self.data.layout, tuple(LAYOUTS))
+        # YAML reads on/off as booleans.
+        for section, key in (("runtime", "compile"), ("runtime", "fuse_quantizers"), ("data", "pin_memory")):
+            value = getattr(getattr(self, section), key)
+            if isinstance(value, bool):
+                setattr(getattr(self, section), key, "on" if value else "off")
+        check_choices(self)
         if self.data.dataset == "synthgait":
             given = [k for k in ("root", "partition") if getattr(self.data, k)]
             if given:
@@ -193,19 +209,7 @@ class ExperimentConfig:
             if self.data.layout != "casia-b":
                 raise ConfigError(f"data.layout is {self.data.layout!r}, but SynthGait has CASIA-B's layout; "
                                   "use data.layout=casia-b, or data.dataset=opengait for a real dataset")
-        _choice("data.downsample", self.data.downsample, (1, 2))
-        if isinstance(self.runtime.compile, bool):       # YAML reads on/off as booleans
-            self.runtime.compile = "on" if self.runtime.compile else "off"
-        _choice("runtime.compile", self.runtime.compile, ("off", "on", "auto"))
-        if isinstance(self.runtime.fuse_quantizers, bool):
-            self.runtime.fuse_quantizers = "on" if self.runtime.fuse_quantizers else "off"
-        _choice("runtime.fuse_quantizers", self.runtime.fuse_quantizers, ("off", "on", "auto"))
-        _choice("runtime.nan_policy", self.runtime.nan_policy, ("stop", "skip"))
-        for name in ("full_precision", "stage1", "stage2"):
-            stage: StageConfig = getattr(self, name)
-            _choice(f"{name}.optim.name", stage.optim.name, ("sgd", "adam"))
-            _choice(f"{name}.gradient", stage.gradient, ("ste", "soft"))
-            _choice(f"{name}.distill.kind", stage.distill.kind, ("none", "kd", "idd"))
+        for name, stage in self.stages().items():
             if stage.iterations < 0:
                 raise ConfigError(f"{name}.iterations must be >= 0, got {stage.iterations}")
             if stage.checkpoint is not None and (not isinstance(stage.checkpoint, str)
@@ -214,22 +218,51 @@ class ExperimentConfig:
         for key in ("batch_p", "batch_k", "frames"):
             if getattr(self.data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self.data, key)}")
-        if isinstance(self.data.pin_memory, bool):       # YAML reads on/off as booleans
-            self.data.pin_memory = "on" if self.data.pin_memory else "off"
-        _choice("data.pin_memory", self.data.pin_memory, ("auto", "on", "off"))
         for key, least in (("num_workers", 0), ("prefetch_factor", 1), ("cache", 0)):
             if getattr(self.data, key) < least:
                 raise ConfigError(f"data.{key} must be >= {least}, got {getattr(self.data, key)}")
+        for name, arguments in self.model.arguments.items():
+            if not isinstance(arguments, Mapping):
+                raise ConfigError(f"model.arguments.{name} must be a mapping of constructor arguments, "
+                                  f"got {arguments!r}")
         from ..quant.quantizers import validate_bits
         validate_bits(self.quant.bits, "quant.bits")
+
+    def stages(self) -> dict[str, StageConfig]:
+        """The three stage sections by name: full precision, QAT stage 1, the fine-tune."""
+        return {"full_precision": self.full_precision, "stage1": self.stage1, "stage2": self.stage2}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
+def choices_of(hint: Any) -> tuple | None:
+    """The values a ``Literal`` type (or ``Literal[...] | None``) allows; None for other types."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        allowed = [choices_of(arg) for arg in get_args(hint)]
+        if any(a is not None for a in allowed):
+            return tuple(v for arg, a in zip(get_args(hint), allowed)
+                         for v in (a if a is not None else ((None,) if arg is type(None) else ())))
+    return None
+
+
+def check_choices(obj: Any, where: str = "") -> None:
+    """Refuse every field of dataclass ``obj`` (and of its sections) whose value its ``Literal`` type
+    does not allow, naming the option: the types are the one list of choices."""
+    hints = get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, path = getattr(obj, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            check_choices(value, path)
+            continue
+        allowed = choices_of(hints[f.name])
+        if allowed is not None and (value not in allowed or isinstance(value, bool) != any(
+                isinstance(a, bool) for a in allowed if a == value)):
+            shown = [a for a in allowed if a is not None]
+            raise ConfigError(f"{path} must be one of {shown}{' or null' if None in allowed else ''}, "
+                              f"got {value!r}")
 
 
 def _suggest(word: str, options) -> str:
@@ -316,7 +349,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return out
 
 
-BUDGETS = ("full", "lab", "fast")
+BUDGETS: tuple[str, ...] = get_args(Budget)
 
 #: What a run on the ``fast`` budget says first, so that nobody mistakes it for a real run.
 FAST_MODE_NOTICE = "FAST MODE (QGAIT_FAST=1 or --budget fast): smoke-test iterations, not a real run."

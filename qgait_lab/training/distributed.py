@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .runtime import is_main_process
+from ..ranks import in_process_group, is_main_process, rank, world_size
 
 
 def launched_by_torchrun() -> bool:
@@ -26,7 +26,7 @@ def launched_by_torchrun() -> bool:
 def distributed_session(device: str = "auto") -> Iterator[bool]:
     """Join the process group when launched by torchrun; yields whether this is rank 0."""
     created = False
-    if launched_by_torchrun() and not torch.distributed.is_initialized():
+    if launched_by_torchrun() and not in_process_group():
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -45,9 +45,7 @@ def wrap_for_training(model: nn.Module, device: torch.device, sync_bn: bool = Tr
     On GPUs BatchNorm becomes SyncBatchNorm (OpenGait's ``sync_BN: true``) so
     statistics are computed over the global batch.
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return model
-    if torch.distributed.get_world_size() == 1:
+    if world_size() == 1:
         return model
     if sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -63,12 +61,9 @@ def gather_across_ranks(t: torch.Tensor) -> torch.Tensor:
     and their own backward passes cover them.  Every rank must pass a tensor of
     the same shape (the P x K sampler guarantees it).
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if world_size() == 1:
         return t
-    world = torch.distributed.get_world_size()
-    if world == 1:
-        return t
-    parts = [torch.empty_like(t) for _ in range(world)]
+    parts = [torch.empty_like(t) for _ in range(world_size())]
     torch.distributed.all_gather(parts, t.detach().contiguous())
-    parts[torch.distributed.get_rank()] = t
+    parts[rank()] = t
     return torch.cat(parts, 0)

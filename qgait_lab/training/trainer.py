@@ -17,22 +17,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
 
 from ..errors import QGaitError
-from ..losses import CrossEntropyLoss, IDDLoss, KDLoss, TripletLoss
+from ..models.contract import training_inputs
 from ..quant.convert import is_quantized, quantizer_penalty, set_gradient, set_k
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ExperimentConfig, StageConfig
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from .config import LossConfig, RuntimeConfig, StageConfig
 from .distributed import gather_across_ranks
-from .runtime import autocast, is_main_process, make_grad_scaler, progress, world_size
+from .objectives import check_inputs, distillation_term, supervised_terms, total_loss
+from ..ranks import is_main_process, world_size
+from .runtime import autocast, make_grad_scaler, progress
 
 
 class TrainingDivergedError(QGaitError, RuntimeError):
@@ -75,6 +76,13 @@ def build_scheduler(stage: StageConfig, opt: torch.optim.Optimizer):
 class Trainer:
     """Runs one stage, writing ``run_dir/{metrics.jsonl, checkpoints/}``.
 
+    ``stage`` says how long, with which optimiser, gradient rule, k schedule and
+    distillation; ``loss`` weighs the triplet and cross-entropy terms;
+    ``runtime`` says how to log, save and evaluate.  ``model`` is any module
+    that keeps the model contract (:mod:`qgait_lab.models.contract`): the
+    loss terms read its named outputs (:mod:`.objectives`), so the trainer
+    knows no particular model.  ``name`` labels the logs and checkpoints.
+
     ``batch_fn(iteration)`` returns the batch of that iteration; when it also
     has ``batch_fn.stream(start, end)`` (``TrainBatches``), a stage takes its
     batches from that context manager instead, which builds them ahead in
@@ -84,36 +92,30 @@ class Trainer:
     use them for live plots.
     """
 
-    def __init__(self, cfg: ExperimentConfig, stage_name: str, model: nn.Module, run_dir: Path,
-                 device: torch.device, *, teacher: nn.Module | None = None,
-                 callbacks: Iterable[Callback] = ()) -> None:
-        self.cfg = cfg
-        self.stage_name = stage_name
-        self.stage: StageConfig = getattr(cfg, stage_name)
+    def __init__(self, stage: StageConfig, model: nn.Module, run_dir: Path, device: torch.device, *,
+                 loss: LossConfig, runtime: RuntimeConfig, name: str = "stage",
+                 teacher: nn.Module | None = None, callbacks: Iterable[Callback] = ()) -> None:
+        self.stage = stage
+        self.stage_name = name
+        self.runtime = runtime
         self.model = model
         self.teacher = teacher
         self.run_dir = Path(run_dir)
         self.device = device
         self.callbacks = list(callbacks)
         self.quantized = is_quantized(self.unwrapped)
-        lc = cfg.loss
-        self.triplet = TripletLoss(margin=lc.triplet_margin, weight=lc.triplet_weight)
-        self.ce = CrossEntropyLoss(scale=lc.ce_scale, label_smoothing=lc.label_smoothing,
-                                   weight=lc.ce_weight)
-        d = self.stage.distill
-        self.distill: nn.Module | None = None
-        if d.kind != "none":
+        self.terms = supervised_terms(loss)
+        distill = distillation_term(stage.distill, loss)
+        if distill is not None:
             if teacher is None:
-                raise QGaitError(f"{stage_name}.distill.kind={d.kind!r} needs a teacher model")
-            self.distill = (KDLoss(temperature=d.kd_temperature, scale=lc.ce_scale, weight=d.weight)
-                            if d.kind == "kd" else
-                            IDDLoss(tau=d.idd_tau, distance=d.idd_distance,
-                                    normalize=d.idd_normalize, weight=d.weight))
+                raise QGaitError(f"{name}.distill.kind={stage.distill.kind!r} needs a teacher model")
+            self.terms.append(distill)
+        self._checked = False
         if self.quantized:
             set_gradient(self.unwrapped, self.stage.gradient)
         self.optimizer = build_optimizer(self.stage, model.parameters())
         self.scheduler = build_scheduler(self.stage, self.optimizer)
-        self.amp = cfg.runtime.amp and device.type == "cuda"
+        self.amp = runtime.amp and device.type == "cuda"
         self.scaler = make_grad_scaler(self.amp)
         self.iteration = 0
         self.skipped = 0
@@ -189,29 +191,23 @@ class Trainer:
     def losses(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # Only the networks run under autocast; the losses take float32 (a half-precision
         # distance matmul or a zero-norm gradient overflows and stalls the GradScaler).
+        name = type(self.unwrapped).__name__
         with autocast(self.device, self.amp):
-            out = self.model(batch.sils, batch.seqL)
-            if self.distill is not None:
+            out = training_inputs(self.model(batch.sils, batch.seqL), name)
+            t_out = None
+            if self.teacher is not None and any(term.distills for term in self.terms):
                 with torch.no_grad():
-                    t_out = self.teacher(batch.sils, batch.seqL)
+                    t_out = training_inputs(self.teacher(batch.sils, batch.seqL), "the teacher")
+        if not self._checked:
+            check_inputs(self.terms, out, name, t_out, where=f"{self.stage_name}.distill.kind")
+            self._checked = True
         # Under DDP the losses see the global batch (gather_across_ranks is a
         # no-op in one process).
-        embeddings = gather_across_ranks(out["embeddings"]).float()
-        logits = gather_across_ranks(out["logits"]).float()
+        inputs = {key: gather_across_ranks(value).float() for key, value in out.items()}
+        teacher_inputs = (None if t_out is None else
+                          {key: gather_across_ranks(value).float() for key, value in t_out.items()})
         labels = gather_across_ranks(batch.labels)
-        tri, tri_info = self.triplet(embeddings, labels)
-        ce, ce_info = self.ce(logits, labels)
-        total = tri + ce
-        parts = {"triplet": tri_info["loss"], "ce": ce_info["loss"],
-                 "accuracy": ce_info.get("accuracy", torch.zeros(()))}
-        if self.distill is not None:
-            if isinstance(self.distill, KDLoss):
-                dl, d_info = self.distill(logits, gather_across_ranks(t_out["logits"]).float())
-            else:
-                dl, d_info = self.distill(embeddings, gather_across_ranks(t_out["embeddings"]).float(),
-                                          labels)
-            total = total + dl
-            parts["distill"] = d_info["loss"]
+        total, parts = total_loss(self.terms, inputs, labels, teacher_inputs)
         if self.quantized:
             penalty = quantizer_penalty(self.unwrapped)
             if torch.is_tensor(penalty):
@@ -224,7 +220,7 @@ class Trainer:
             self.resume()
         if self.teacher is not None:
             self.teacher.eval()
-        rt = self.cfg.runtime
+        rt = self.runtime
         total_its = self.stage.iterations
         start = time.perf_counter()
         bar = progress(total=total_its, initial=self.iteration, desc=self.stage_name,
@@ -278,7 +274,7 @@ class Trainer:
                            self.iteration, time.perf_counter() - start)
 
     def _handle_non_finite(self, loss: torch.Tensor) -> None:
-        if self.cfg.runtime.nan_policy == "skip":
+        if self.runtime.nan_policy == "skip":
             self.skipped += 1
             self.optimizer.zero_grad(set_to_none=True)
             self.log({"kind": "skip", "iteration": self.iteration + 1, "loss": float(loss.detach())})

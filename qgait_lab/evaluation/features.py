@@ -1,0 +1,81 @@
+"""A model's embeddings of a test split: :func:`eval_sequence` and :func:`extract_features`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import ranks
+from ..models.contract import inference_embeddings
+
+
+def eval_sequence(dataset, index: int, transform=None, max_frames: int | None = 720) -> torch.Tensor:
+    """Sequence ``index`` of ``dataset`` as evaluation reads it: ``[frames, h, w]`` float32.
+
+    All its frames in order (OpenGait's ``all_ordered``), at most ``max_frames``
+    (its ``frames_all_limit``), through the test-time ``transform`` (without
+    one, the stored 0..255 values are scaled to [0, 1]).
+    """
+    sils = torch.from_numpy(np.ascontiguousarray(dataset.load(index))).to(torch.float32)
+    if max_frames is not None:
+        sils = sils[:max_frames]
+    return transform(sils, None) if transform is not None else sils / 255.0
+
+
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module,
+    dataset,
+    transform=None,
+    device: torch.device | str = "cpu",
+    batch_sequences: int = 16,
+    max_frames: int | None = 720,
+    amp: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Embeddings ``[n, c, p]`` of every sequence of ``dataset``, in dataset order.
+
+    Sequences keep all their frames, in order (OpenGait's ``all_ordered``; at
+    most ``max_frames`` of them, its ``frames_all_limit``) and are packed along
+    the frame axis, ``batch_sequences`` at a time, with their lengths in
+    ``seqL``: variable-length sequences are batched without padding, and
+    nothing limits a device to one sequence per batch.
+
+    Under ``torch.distributed`` each rank embeds every ``world_size``-th
+    sequence and the shares are gathered, so every rank returns the full,
+    ordered tensor.  ``progress`` shows a bar over this rank's sequences.
+    """
+    device = torch.device(device)
+    rank, world = ranks.rank(), ranks.world_size()
+    mine = list(range(rank, len(dataset), world))
+    was_training = model.training
+    model.eval()
+    chunks: list[torch.Tensor] = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(mine), desc="embedding test sequences", unit="seq", leave=False,
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(mine), batch_sequences):
+            seqs = [eval_sequence(dataset, index, transform, max_frames)
+                    for index in mine[start:start + batch_sequences]]
+            packed = torch.cat(seqs, 0)[None].to(device)
+            seq_len = [len(s) for s in seqs]
+            use_amp = amp and device.type == "cuda"
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                out = model(packed, seq_len)
+            chunks.append(inference_embeddings(out).float().cpu())
+            bar.update(len(seqs))
+    finally:
+        bar.close()
+        model.train(was_training)
+    feats = torch.cat(chunks, 0) if chunks else torch.empty(0)
+    if world == 1:
+        return feats
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, (mine, feats))
+    order = np.concatenate([np.asarray(idx, dtype=np.int64) for idx, _ in gathered])
+    stacked = torch.cat([f for _, f in gathered if f.numel()], 0)
+    out = torch.empty_like(stacked)
+    out[torch.as_tensor(order)] = stacked
+    return out
