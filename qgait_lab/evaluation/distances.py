@@ -7,7 +7,7 @@ evaluates; the Euclidean expansion is the losses' own
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -48,8 +48,8 @@ def pairwise_distance(
     Returns:
         ``float64`` array ``[n, m]``.
     """
-    if metric not in ("euc", "cos"):
-        raise ValueError(f"metric must be 'euc' or 'cos', got {metric!r}")
+    if metric not in get_args(Metric):
+        raise ValueError(f"metric must be one of {list(get_args(Metric))}, got {metric!r}")
     x, y = _as_parts(probe, "probe"), _as_parts(gallery, "gallery")
     if x.shape[1:] != y.shape[1:]:
         raise ValueError(f"probe {tuple(x.shape)} and gallery {tuple(y.shape)} differ in channels or parts")

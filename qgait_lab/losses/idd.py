@@ -5,7 +5,7 @@ Distances come from :func:`~.distances.part_distances`; the functional form
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -162,10 +162,9 @@ class IDDLoss(nn.Module):
                  normalize: NormalizeMode = "mean", weight: float = 1.0, eps: float = 1e-12) -> None:
         super().__init__()
         self.tau = _check_positive(tau, "IDDLoss tau")
-        if distance not in ("per_part", "flat"):
-            raise ConfigError(f"IDDLoss distance must be 'per_part' or 'flat'; got {distance!r}")
-        if normalize not in ("temperature", "mean"):
-            raise ConfigError(f"IDDLoss normalize must be 'temperature' or 'mean'; got {normalize!r}")
+        for option, value, mode in (("distance", distance, DistanceMode), ("normalize", normalize, NormalizeMode)):
+            if value not in get_args(mode):
+                raise ConfigError(f"IDDLoss {option} must be one of {list(get_args(mode))}; got {value!r}")
         self.distance: DistanceMode = distance
         self.normalize: NormalizeMode = normalize
         self.weight = float(weight)
