@@ -17,6 +17,7 @@ from .inputs import LossInfo, LossInputError, _as_parts, _check_labels, _check_p
 
 DistanceMode = Literal["per_part", "flat"]
 NormalizeMode = Literal["temperature", "mean"]
+ReductionMode = Literal["mean", "sum"]
 
 
 def _mean_other_label_distance(dist: Tensor, other: Tensor, eps: float) -> Tensor:
@@ -35,7 +36,8 @@ def _masked_log_softmax(dist: Tensor, other: Tensor, tau: float) -> Tensor:
 
 
 def _idd_from_distances(d_student: Tensor, d_teacher: Tensor, labels: Tensor, tau: float,
-                        normalize: NormalizeMode, eps: float) -> tuple[Tensor, LossInfo]:
+                        normalize: NormalizeMode, eps: float,
+                        reduction: ReductionMode = "mean") -> tuple[Tensor, LossInfo]:
     """Eqs. 14-15 on ``[P, n, n]`` distance matrices (P parts, or 1 when flattened)."""
     n = d_student.shape[-1]
     if d_student.dim() != 3 or d_student.shape[1] != n or d_teacher.shape != d_student.shape:
@@ -57,7 +59,8 @@ def _idd_from_distances(d_student: Tensor, d_teacher: Tensor, labels: Tensor, ta
     # -inf - (-inf) is NaN: zero the masked logs (their weight q_teacher is 0 anyway).
     log_ratio = log_q_teacher.masked_fill(~other, 0.0) - log_q_student.masked_fill(~other, 0.0)
     kl_per_anchor = (q_teacher * log_ratio).sum(-1)      # [P, n]: Eq. 15's inner sum over s
-    loss = kl_per_anchor.mean()                          # mean over anchors r and parts
+    # Over anchors r (and parts): the mean, or Eq. 15's sum.
+    loss = kl_per_anchor.mean() if reduction == "mean" else kl_per_anchor.sum()
 
     with torch.no_grad():
         info: LossInfo = {
@@ -70,7 +73,7 @@ def _idd_from_distances(d_student: Tensor, d_teacher: Tensor, labels: Tensor, ta
 
 
 def _idd(student: Tensor, teacher: Tensor, labels: Tensor, tau: float, distance: DistanceMode,
-         normalize: NormalizeMode, eps: float) -> tuple[Tensor, LossInfo]:
+         normalize: NormalizeMode, eps: float, reduction: ReductionMode = "mean") -> tuple[Tensor, LossInfo]:
     student = _as_parts(student, "student embeddings")
     teacher = _as_parts(teacher, "teacher embeddings").detach().to(student.dtype)
     n = student.shape[0]
@@ -85,7 +88,7 @@ def _idd(student: Tensor, teacher: Tensor, labels: Tensor, tau: float, distance:
     if distance == "flat":
         student, teacher = student.reshape(n, -1, 1), teacher.reshape(n, -1, 1)
     return _idd_from_distances(part_distances(student), part_distances(teacher), labels,
-                               tau, normalize, eps)
+                               tau, normalize, eps, reduction)
 
 
 def idd_loss_from_distances(d_student: Tensor, d_teacher: Tensor, labels: Tensor, tau: float = 1.0,
@@ -100,9 +103,9 @@ def idd_loss_from_distances(d_student: Tensor, d_teacher: Tensor, labels: Tensor
 
 def idd_loss(student: Tensor, teacher: Tensor, labels: Tensor, tau: float = 1.0,
              distance: DistanceMode = "per_part", normalize: NormalizeMode = "mean",
-             eps: float = 1e-12) -> Tensor:
+             eps: float = 1e-12, reduction: ReductionMode = "mean") -> Tensor:
     """Inter-class distance-guided distillation (Eqs. 14-15); see :class:`IDDLoss`."""
-    return _idd(student, teacher, labels, tau, distance, normalize, eps)[0]
+    return _idd(student, teacher, labels, tau, distance, normalize, eps, reduction)[0]
 
 
 class IDDLoss(nn.Module):
@@ -139,8 +142,11 @@ class IDDLoss(nn.Module):
     * ``tau`` [1.0]: the softmax temperature, applied in both modes.  Eq. 14
       has none (``tau = 1``).  With ``normalize="mean"`` the distances are
       around 1, so smaller ``tau`` (e.g. 0.1) gives sharper distributions.
-    * reduction: Eq. 15 sums over anchors r; this takes the mean over anchors
-      (and parts), so the loss does not grow with the batch size.
+    * ``reduction`` [``"mean"``]: Eq. 15 sums over anchors r (``"sum"``); the
+      mean over anchors (and parts) keeps the loss from growing with the batch size.
+
+    :meth:`as_printed` is Eqs. 14-15 read literally: flattened embeddings, raw
+    distances, ``tau = 1`` and the sum (``distill.kind: idd_paper``).
     * ``weight`` [1.0]: the paper gives no weight for the IDD term.
 
     The teacher and student may have different channel counts (distances are
@@ -159,21 +165,31 @@ class IDDLoss(nn.Module):
     """
 
     def __init__(self, tau: float = 1.0, distance: DistanceMode = "per_part",
-                 normalize: NormalizeMode = "mean", weight: float = 1.0, eps: float = 1e-12) -> None:
+                 normalize: NormalizeMode = "mean", weight: float = 1.0, eps: float = 1e-12,
+                 reduction: ReductionMode = "mean") -> None:
         super().__init__()
         self.tau = _check_positive(tau, "IDDLoss tau")
-        for option, value, mode in (("distance", distance, DistanceMode), ("normalize", normalize, NormalizeMode)):
+        for option, value, mode in (("distance", distance, DistanceMode), ("normalize", normalize, NormalizeMode),
+                                    ("reduction", reduction, ReductionMode)):
             if value not in get_args(mode):
                 raise ConfigError(f"IDDLoss {option} must be one of {list(get_args(mode))}; got {value!r}")
         self.distance: DistanceMode = distance
         self.normalize: NormalizeMode = normalize
+        self.reduction: ReductionMode = reduction
         self.weight = float(weight)
         self.eps = _check_positive(eps, "IDDLoss eps")
 
+    @classmethod
+    def as_printed(cls, weight: float = 1.0) -> "IDDLoss":
+        """Eqs. 14-15 as the paper prints them: ``d`` the Euclidean distance of the whole
+        embeddings, no normalisation, no temperature, and the KL summed over r and s."""
+        return cls(tau=1.0, distance="flat", normalize="temperature", reduction="sum", weight=weight)
+
     def forward(self, student: Tensor, teacher: Tensor, labels: Tensor) -> tuple[Tensor, LossInfo]:
-        loss, info = _idd(student, teacher, labels, self.tau, self.distance, self.normalize, self.eps)
+        loss, info = _idd(student, teacher, labels, self.tau, self.distance, self.normalize, self.eps,
+                          self.reduction)
         return self.weight * loss, info
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, distance={self.distance!r}, normalize={self.normalize!r}, "
-                f"weight={self.weight}")
+                f"reduction={self.reduction!r}, weight={self.weight}")

@@ -105,11 +105,20 @@ class LossConfig:
     label_smoothing: float = 0.1
 
 
+#: The paper's revision (arXiv v2) renames IDD "Inter-class Distance-guided Calibration" (IDC).
+DISTILL_ALIASES = {"idc": "idd", "idc_paper": "idd_paper"}
+
+
 @dataclass
 class DistillConfig:
-    """Distillation from the full-precision teacher: none, vanilla KD (Eq. 13) or IDD (Eqs. 14-15)."""
+    """Distillation from the full-precision teacher: none, vanilla KD (Eq. 13) or IDD (Eqs. 14-15).
 
-    kind: Literal["none", "kd", "idd"] = "none"
+    ``idd`` uses the options below (per-part distances, each model's divided by its mean);
+    ``idd_paper`` is Eqs. 14-15 as printed (``IDDLoss.as_printed``).  ``idc`` and
+    ``idc_paper``, the revision's name, are accepted for them.
+    """
+
+    kind: Literal["none", "kd", "idd", "idd_paper"] = "none"
     weight: float = 1.0
     kd_temperature: float = 4.0
     # IDD compares mean-normalised distances (around 1); tau 0.1 gives softmax
@@ -197,6 +206,8 @@ class ExperimentConfig:
             value = getattr(getattr(self, section), key)
             if isinstance(value, bool):
                 setattr(getattr(self, section), key, "on" if value else "off")
+        for stage in self.stages().values():
+            stage.distill.kind = DISTILL_ALIASES.get(stage.distill.kind, stage.distill.kind)
         check_choices(self)
         if self.data.dataset == "synthgait":
             given = [k for k in ("root", "partition") if getattr(self.data, k)]

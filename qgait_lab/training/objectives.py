@@ -10,6 +10,8 @@ triplet    ``triplet``      batch-all triplet on the embeddings (OpenGait)
 ce         ``softmax``      cross-entropy on the BNNeck logits (OpenGait)
 distill    ``softmax``      vanilla KD (Eq. 13) against the teacher's logits
 distill    ``triplet``      IDD (Eqs. 14-15) against the teacher's embeddings
+                            (``idd``: per part, mean-normalised distances;
+                            ``idd_paper``: the equations as printed)
 =========  ===============  ==========================================
 
 A model without ``softmax`` (GaitSet, GaitPart) has no cross-entropy term, and
@@ -28,7 +30,7 @@ from ..losses import CrossEntropyLoss, IDDLoss, KDLoss, TripletLoss
 from .config import DistillConfig, LossConfig
 
 #: The ``training_feat`` entry each kind of distillation reads.
-DISTILLATION_READS = {"kd": "softmax", "idd": "triplet"}
+DISTILLATION_READS = {"kd": "softmax", "idd": "triplet", "idd_paper": "triplet"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ def distillation_term(d: DistillConfig, cfg: LossConfig) -> LossTerm | None:
         return LossTerm("distill", DISTILLATION_READS["kd"],
                         KDLoss(temperature=d.kd_temperature, scale=cfg.ce_scale, weight=d.weight),
                         distills=True, needs_labels=False)
+    if d.kind == "idd_paper":
+        return LossTerm("distill", DISTILLATION_READS["idd_paper"], IDDLoss.as_printed(weight=d.weight),
+                        distills=True)
     return LossTerm("distill", DISTILLATION_READS["idd"],
                     IDDLoss(tau=d.idd_tau, distance=d.idd_distance, normalize=d.idd_normalize, weight=d.weight),
                     distills=True)
