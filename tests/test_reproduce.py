@@ -41,6 +41,12 @@ def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
     verdicts = [line for line in text.splitlines() if line.startswith("- w")]
     assert len(verdicts) == 2         # the ordering verdict is stated for each bit-width, either way
     assert all(("holds here" in v) != ("does NOT hold" in v) for v in verdicts)
+    # Paired by seed: QGait against each baseline at each bit-width, with an interval and a verdict.
+    paired = text.split("## Paired by seed", 1)[1]
+    for other in ("LSQ-4", "PACT-4", "DOREFA-4", "LSQ-8"):
+        qgait = "QGait-8" if other.endswith("-8") else "QGait-4"
+        line = next(l for l in paired.splitlines() if l.startswith(f"- {qgait} − {other} (Rank-1)"))
+        assert "95 % interval" in line and " of 2 seeds: " in line
 
 
 def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
@@ -58,6 +64,20 @@ def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
 
 
 @pytest.mark.slow
+def test_table4_trains_each_model_from_its_own_teacher(tiny, tmp_path):
+    report = run_reproduce("table4", seeds=1, overrides=tiny)
+    text = report.path.read_text()
+    for model in ("GaitSet", "GaitPart", "GaitBase"):
+        assert " ± " not in _row(text, f"{model} FP32")           # one shared teacher per model
+        for bits in (4, 8):
+            _row(text, f"{model} QGait-{bits}")
+        assert text.count(f"- {model} QGait-4 − {model} FP32 (") == 3   # NM, BG and CL, paired
+    root = tmp_path / "runs" / "reproduce-table4"
+    for model in ("gaitset", "gaitpart", "gaitbase"):
+        assert len(list((root / f"teacher-{model}").glob("fp-*/checkpoints/last.pt"))) == 1
+    assert "(paper -0.67)" in text      # GaitSet-4 NM: 95.12 - 95.79, beside ours
+
+
 def test_table3b_and_fig5_run(tiny):
     t3b = run_reproduce("table3b", seeds=1, overrides=tiny)
     assert all(f"| {row} |" in t3b.markdown for row in ("baseline (STE)", "+KD", "+IDD", "+IDD+FT"))

@@ -46,6 +46,7 @@ import torch
 from ..errors import ConfigError
 from ..quant.schedules import KSchedule, paper_grow
 from .results import aggregate, markdown_table
+from .statistics import paired_from_seeds
 from ..training.config import ExperimentConfig, load_config
 from .pipeline import Experiment, MethodResult, dataset_root
 
@@ -202,6 +203,52 @@ def _fig5(cfg: ExperimentConfig, out: Path) -> list[dict]:
     fig = loss_curves_figure(runs, keys=("loss", "triplet", "ce"))
     fig.savefig(out / "fig5_loss_curves.png", dpi=120)
     return rows
+
+
+def paired_comparisons(what: str, per_seed: list[list[dict]], shared: list[dict] = ()) -> list:
+    """The comparisons of ``what`` whose two sides share a parent stage in every seed, paired by seed.
+
+    Table 1: QGait against each baseline at the same bits (all quantize one teacher with the seed's
+    batches; QGait and LSQ share stage 1 too).  Table 3b: each variant against the STE baseline.
+    Table 4: each model's QGait against its full-precision teacher (``shared`` rows, trained once,
+    or the seed's own).
+    """
+    def key(row):
+        return row["method"], row["bits"]
+
+    labels = [key(r) for r in (per_seed[0] if per_seed else [])]
+    out = []
+    if what == "table1":
+        for bits in ("w4/a4", "w8/a8"):
+            qgait = [k for k in labels if k[1] == bits and k[0].startswith("QGait")]
+            for q in qgait:
+                for other in (k for k in labels if k[1] == bits and k != q):
+                    out.append(paired_from_seeds(per_seed, q, other))
+    elif what == "table3b":
+        base = next((k for k in labels if k[0].startswith("baseline")), None)
+        out += [paired_from_seeds(per_seed, k, base) for k in labels if base and k != base]
+    elif what == "table4":
+        teachers = {r["method"].split(" ")[0]: r for r in shared}
+        for k in labels:
+            title = k[0].split(" ")[0]
+            fp = teachers.get(title) or next((r for r in per_seed[0] if r["method"].startswith(title + " ")
+                                              and r["bits"] == "32"), None)
+            if fp is None or k[1] == "32":
+                continue
+            for metric in ("NM", "BG", "CL"):
+                shared_value = fp.get(metric) if fp in shared else None
+                out.append(paired_from_seeds(per_seed, k, key(fp), metric, metric, b_value=shared_value))
+    return [p for p in out if p is not None]
+
+
+def _paired_section(pairs: list) -> list[str]:
+    if not pairs:
+        return []
+    return ["## Paired by seed", "",
+            "Each line compares two runs of the same seed from the same parent stage: the mean of the "
+            "per-seed differences, its 95 % Student-t interval over seeds, and the verdict that interval "
+            "gives (ahead only when the whole interval is on one side of 0).", "",
+            *[f"- {p.describe()}" for p in pairs], ""]
 
 
 def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
@@ -409,7 +456,8 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
                       f"worker process{'es' if jobs > 1 else ''}.", "",
                       *(_teacher_note(fp, source, per_model=what == "table4") if what != "fig5" else []),
                       table, "",
-                      "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows), ""])
+                      "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows), "",
+                      *_paired_section(paired_comparisons(what, per_seed, teacher_rows))])
     path = out / "report.md"
     path.write_text(text)
     return ReproduceReport(what, text, path, seconds)

@@ -1,0 +1,56 @@
+"""Paired comparisons over seeds (qgait_lab.experiments.statistics) on hand-made numbers."""
+import math
+
+import pytest
+
+from qgait_lab.experiments.reproduce import paired_comparisons
+from qgait_lab.experiments.statistics import paired_difference, paired_from_seeds
+
+
+def test_the_t_interval_of_three_differences():
+    # Differences 1, 2, 3: mean 2, sample sd 1, t(0.975, 2) = 4.302653 -> half width 4.302653 / sqrt(3).
+    p = paired_difference([11.0, 12.0, 13.0], [10.0, 10.0, 10.0], "A", "B")
+    half = 4.302653 / math.sqrt(3)
+    assert p.differences == (1.0, 2.0, 3.0) and p.mean == pytest.approx(2.0)
+    assert (p.low, p.high) == (pytest.approx(2 - half, abs=1e-5), pytest.approx(2 + half, abs=1e-5))
+    assert p.ahead == 3 and p.verdict == "not separated by these seeds"   # the interval reaches below 0
+
+
+def test_the_verdict_follows_the_interval_not_the_unpaired_spread():
+    # Each column spreads over 4 points across seeds, but A is 0.5 ahead in every seed.
+    a, b = [60.5, 64.5, 62.5, 58.5], [60.0, 64.0, 62.0, 58.0]
+    p = paired_difference(a, b, "A", "B")
+    assert p.low > 0 and p.verdict == "A ahead" and p.ahead == 4
+    assert paired_difference(b, a, "B", "A").verdict == "A ahead"
+    assert "A ahead in 4 of 4 seeds" in p.describe()
+
+
+def test_one_seed_has_no_interval_and_uneven_sides_are_refused():
+    p = paired_difference([1.0], [0.0])
+    assert math.isinf(p.low) and p.verdict == "not separated by these seeds"
+    assert "no interval from one seed" in p.describe()
+    with pytest.raises(ValueError, match="one per seed on both sides"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def _rows(q4, l4, p4):
+    return [{"method": "QGait-4", "bits": "w4/a4", "rank1": q4}, {"method": "LSQ-4", "bits": "w4/a4", "rank1": l4},
+            {"method": "PACT-4", "bits": "w4/a4", "rank1": p4}]
+
+
+def test_table1_pairs_qgait_with_each_baseline_at_its_bits():
+    per_seed = [_rows(68.0, 67.0, 69.0), _rows(69.0, 68.5, 69.5), _rows(67.5, 66.0, 68.0)]
+    pairs = paired_comparisons("table1", per_seed)
+    assert [(p.a, p.b) for p in pairs] == [("QGait-4", "LSQ-4"), ("QGait-4", "PACT-4")]
+    lsq = pairs[0]
+    assert lsq.differences == (1.0, 0.5, 1.5) and lsq.ahead == 3
+    assert paired_from_seeds(per_seed, ("QGait-4", "w4/a4"), ("PACT-4", "w4/a4")).mean == pytest.approx(-2 / 3)
+
+
+def test_table4_pairs_each_quantized_model_with_its_shared_teacher():
+    teacher = [{"method": "GaitSet FP32", "bits": "32", "NM": 80.0, "BG": 70.0, "CL": 50.0}]
+    per_seed = [[{"method": "GaitSet QGait-4", "bits": "w4/a4", "NM": 79.0 + s, "BG": 69.0, "CL": 51.0}]
+                for s in range(3)]
+    pairs = paired_comparisons("table4", per_seed, teacher)
+    assert [(p.a, p.b, p.metric) for p in pairs] == [("GaitSet QGait-4", "GaitSet FP32", m) for m in ("NM", "BG", "CL")]
+    assert pairs[0].differences == (-1.0, 0.0, 1.0) and pairs[1].verdict == "GaitSet FP32 ahead"
