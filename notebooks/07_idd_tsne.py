@@ -24,7 +24,8 @@
 # within-class scatter, costs accuracy. Vanilla knowledge distillation (KD) would make the student copy
 # the teacher's class probabilities, and with them the teacher's logit scale, which quantization
 # naturally shrinks. IDD instead transfers the teacher's *relative* distances to the samples of other
-# identities. This notebook measures each claim on our own models.
+# identities. This notebook measures each claim on our own models. (The paper's revision, arXiv v2,
+# calls IDD "Inter-class Distance-guided Calibration", IDC; the library accepts `idc` for `idd`.)
 #
 # **Learning goals.** After this notebook you can
 #
