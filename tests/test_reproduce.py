@@ -80,7 +80,11 @@ def test_table4_trains_each_model_from_its_own_teacher(tiny, tmp_path):
 
 def test_table3b_and_fig5_run(tiny):
     t3b = run_reproduce("table3b", seeds=1, overrides=tiny)
-    assert all(f"| {row} |" in t3b.markdown for row in ("baseline (STE)", "+KD", "+IDD", "+IDD+FT"))
+    assert all(f"| {row} |" in t3b.markdown
+               for row in ("baseline (STE)", "+KD", "+IDD", "+IDD+FT", "+IDD as printed"))
+    # Each variant against the STE baseline of the same seed (one seed: no interval yet).
+    assert "- +IDD as printed − baseline (STE) (Rank-1):" in t3b.markdown
+    assert "no interval from one seed" in t3b.markdown
     fig5 = run_reproduce("fig5", seeds=1, overrides=tiny)
     assert (fig5.path.parent / "fig5_loss_curves.png").is_file()
     assert "from scratch, k=10" in fig5.markdown
