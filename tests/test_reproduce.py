@@ -49,6 +49,21 @@ def test_table1_over_two_seeds_reports_mean_and_std(tiny, tmp_path):
         assert "95 % interval" in line and " of 2 seeds: " in line
 
 
+def test_the_table1_verdict_follows_the_paired_interval():
+    from qgait_lab.experiments.reproduce import _ordering_notes
+    from qgait_lab.experiments.statistics import paired_difference
+
+    rows = [{"method": "PACT-4", "bits": "w4/a4", "rank1": (68.28, 1.5)},
+            {"method": "QGait-4", "bits": "w4/a4", "rank1": (68.78, 1.5)}]
+    # Unpaired, 0.50 is within the spread; every seed has QGait 0.4-0.6 ahead, so paired it is not.
+    pairs = [paired_difference([67.0, 68.9, 70.44], [66.6, 68.3, 69.94], "QGait-4", "PACT-4")]
+    (w4,) = _ordering_notes("table1", rows, pairs)
+    assert "paired by seed QGait-4 − PACT-4 is +0.50" in w4 and "which separates them" in w4
+    assert w4.endswith("holds here.")
+    (unpaired,) = _ordering_notes("table1", rows)
+    assert unpaired.endswith("holds here, but only in the mean.")
+
+
 def test_the_table1_verdict_says_when_seeds_cannot_separate_the_leaders():
     from qgait_lab.experiments.reproduce import _ordering_notes
 

@@ -254,7 +254,9 @@ def _paired_section(pairs: list) -> list[str]:
             *[f"- {p.describe()}" for p in pairs], ""]
 
 
-def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
+def _ordering_notes(what: str, rows: list[dict], pairs: Sequence = ()) -> list[str]:
+    """The report's verdicts; with ``pairs`` (:func:`paired_comparisons`) Table 1's verdict follows
+    the paired interval of QGait against the runner-up rather than the unpaired spreads."""
     def r1(label: str):
         for r in rows:
             if r["method"].startswith(label):
@@ -267,6 +269,8 @@ def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
         for bits in ("w4/a4", "w8/a8"):
             cells = {r["method"]: r["rank1"] if isinstance(r["rank1"], tuple) else (r["rank1"], 0.0)
                      for r in rows if r["bits"] == bits}
+            if not cells:
+                continue
             ranked = sorted(cells, key=lambda m: -cells[m][0])
             best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
             holds = best.lower().startswith("qgait")
@@ -278,6 +282,12 @@ def _ordering_notes(what: str, rows: list[dict]) -> list[str]:
                 line += f", {margin:.2f} ahead of {second}"
                 if close:
                     line += ", less than their spread over seeds, so these seeds do not separate the two"
+            paired = next((p for p in pairs if {p.a, p.b} == {best, second}), None)
+            if paired is not None:
+                close = paired.low <= 0 <= paired.high
+                line += (f"; paired by seed {paired.a} − {paired.b} is {paired.mean:+.2f} (95 % interval "
+                         f"{paired.low:+.2f} to {paired.high:+.2f}), "
+                         + ("which does not separate them" if close else "which separates them"))
             verdict = ("holds here" + (", but only in the mean" if close else "") if holds
                        else "does NOT hold here")
             notes.append(f"{line}. The paper's claim that QGait beats the other quantizers {verdict}.")
@@ -453,14 +463,15 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
     if what == "table4":
         rows = _table4_order(teacher_rows + rows)
     table = markdown_table(rows)
+    pairs = paired_comparisons(what, per_seed, teacher_rows)
     seconds = time.perf_counter() - start
     text = "\n".join([f"# Reproduction: {what} on SynthGait ({seeds} seeds, mean ± std)", "",
                       f"Preset `{preset}`; wall time {seconds / 60:.1f} min with {jobs} "
                       f"worker process{'es' if jobs > 1 else ''}.", "",
                       *(_teacher_note(fp, source, per_model=what == "table4") if what != "fig5" else []),
                       table, "",
-                      "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows), "",
-                      *_paired_section(paired_comparisons(what, per_seed, teacher_rows))])
+                      "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows, pairs), "",
+                      *_paired_section(pairs)])
     path = out / "report.md"
     path.write_text(text)
     return ReproduceReport(what, text, path, seconds)
