@@ -204,7 +204,7 @@ def run_banner(cfg: ExperimentConfig) -> str:
     layout = dataset_layout(cfg)
     data = "SynthGait (generated)" if cfg.data.dataset == "synthgait" else f"{layout.title} at {cfg.data.root}"
     h, w = input_size(cfg)
-    line = f"{cfg.name}: method {cfg.method}, {data}, model input {h}x{w}, budget {cfg.budget}"
+    line = f"{cfg.name}: {cfg.model.name}, method {cfg.method}, {data}, model input {h}x{w}, budget {cfg.budget}"
     if cfg.budget == "fast":
         line = f"{FAST_MODE_NOTICE} {line}"
     return line
