@@ -12,7 +12,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from ..losses.distances import squared_part_distances
+from ..losses.distances import squared_norms, squared_part_distances
 
 Metric = Literal["euc", "cos"]
 
@@ -57,6 +57,8 @@ def pairwise_distance(
     yp = y.to(dtype).permute(2, 0, 1)  # [p, m, c]
     if metric == "cos":
         yp = torch.nn.functional.normalize(yp, dim=2)
+    else:
+        y_norms = squared_norms(yp)          # once, for every chunk of probes
     out = torch.empty(x.shape[0], y.shape[0], dtype=torch.float64)
     for start in range(0, x.shape[0], chunk_size):
         xp = x[start : start + chunk_size].to(dtype).permute(2, 0, 1)  # [p, b, c]
@@ -64,6 +66,6 @@ def pairwise_distance(
             sim = torch.bmm(torch.nn.functional.normalize(xp, dim=2), yp.transpose(1, 2))
             out[start : start + chunk_size] = (1.0 - sim.mean(0)).to(torch.float64)
         else:
-            sq = squared_part_distances(xp, yp)
+            sq = squared_part_distances(xp, yp, y_norms)
             out[start : start + chunk_size] = sq.clamp_min(0.0).sqrt().mean(0).to(torch.float64)
     return out.numpy()

@@ -95,12 +95,10 @@ def _table4_unit(cfg: ExperimentConfig, unit: str, teachers: dict[str, str] | No
     cfg = _with(cfg, model=dataclasses.replace(cfg.model, name=model))
     if teachers:
         cfg = _with(cfg, full_precision=dataclasses.replace(cfg.full_precision, checkpoint=teachers[model]))
-    title = MODEL_TITLES[model]
-    if not bits:
-        r = Experiment(cfg).run("fp")
-        return [r.row(f"{title} {r.label}")]
-    r = Experiment(_with(cfg, quant=dataclasses.replace(cfg.quant, bits=int(bits)))).run("qgait")
-    return [r.row(f"{title} {r.label}")]
+    if bits:
+        cfg = _with(cfg, quant=dataclasses.replace(cfg.quant, bits=int(bits)))
+    r = Experiment(cfg).run("qgait" if bits else "fp")
+    return [r.row(f"{MODEL_TITLES[model]} {r.label}")]
 
 
 def _table4_notes(rows: list[dict]) -> list[str]:

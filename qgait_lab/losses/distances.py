@@ -12,14 +12,21 @@ from torch import Tensor
 from .inputs import _as_parts
 
 
-def squared_part_distances(x: Tensor, y: Tensor) -> Tensor:
+def squared_norms(y: Tensor) -> Tensor:
+    """``|b|^2`` of every row of ``[p, m, c]``: ``[p, m]``."""
+    return (y * y).sum(-1)
+
+
+def squared_part_distances(x: Tensor, y: Tensor, y_norms: Tensor | None = None) -> Tensor:
     """Squared Euclidean distances per part: ``[p, n, c]`` and ``[p, m, c]`` give ``[p, n, m]``.
 
     ``|a|^2 + |b|^2 - 2 a.b`` with one batched matmul, as OpenGait does.
-    Rounding can leave entries slightly below 0; callers clamp or guard
-    before taking the square root.
+    ``y_norms`` (:func:`squared_norms` of ``y``) spares recomputing ``|b|^2``
+    when ``y`` meets several chunks of ``x``.  Rounding can leave entries
+    slightly below 0; callers clamp or guard before taking the square root.
     """
-    return (x * x).sum(-1, keepdim=True) + (y * y).sum(-1).unsqueeze(1) - 2.0 * x @ y.transpose(1, 2)
+    y_norms = squared_norms(y) if y_norms is None else y_norms
+    return (x * x).sum(-1, keepdim=True) + y_norms.unsqueeze(1) - 2.0 * x @ y.transpose(1, 2)
 
 
 def part_distances(x: Tensor, y: Tensor | None = None, eps: float = 1e-12) -> Tensor:
