@@ -42,7 +42,7 @@ class StageRecipe:
     only_with_equal_budget: bool = False
 
     def settings(self, cfg: ExperimentConfig) -> StageConfig:
-        stage: StageConfig = getattr(cfg, self.section)
+        stage = cfg.stages()[self.section]
         if self.gradient == "ste":
             stage = dataclasses.replace(stage, gradient="ste", k=dataclasses.replace(stage.k, kind="fixed"))
         if self.teacher == "none":
@@ -50,7 +50,7 @@ class StageRecipe:
         return stage
 
     def runs(self, cfg: ExperimentConfig) -> bool:
-        stage: StageConfig = getattr(cfg, self.section)
+        stage = cfg.stages()[self.section]
         if self.section == "full_precision":
             return True
         return stage.iterations > 0 and (cfg.quant.equal_budget or not self.only_with_equal_budget)
