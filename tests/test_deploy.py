@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qgait_lab.deploy import (build_integer_model, compare_codes, embedding_cosine, fake_quant_codes,
-                              integer_forward, quantize_multiplier, requantize)
+                              integer_forward, quantize_multiplier, requantize, rounding_margins)
 from qgait_lab.deploy.grids import activation_grid, weight_codes
 from qgait_lab.errors import ConfigError
 from qgait_lab.evaluation import eval_sequence
@@ -112,13 +112,28 @@ def test_integer_codes_and_embeddings_match_the_fake_quantized_model(trained, me
 
 @pytest.mark.parametrize("key", [("qgait", 4), ("lsq", 8)])
 def test_the_integer_reference_is_the_fake_quantized_arithmetic_without_float32_rounding(trained, key):
-    """Against the fake-quantized model run in float64, every code agrees: what differs from the
-    float32 model is float32's rounding near a quantization boundary, not the integer arithmetic."""
+    """Against the fake-quantized model run in float64, a code differs only downstream of a near-tie.
+
+    The reference's fixed-point multipliers and residual stream carry relative errors of about
+    2**-31 and 2**-24 of a step, so a value that close to a rounding boundary may round the other
+    way, and the flip travels on through the layers after it. Whether the trained weights put a
+    value there depends on the machine: on 2026-12-02 QGait-4 had one (3e-9 of a step from the
+    boundary, in layer2.0.downsample's input), which moved 8 codes there and 208 of 4.7 M in all;
+    LSQ-8 had none. So the check is on the kind of difference: one step at most, and in the first
+    layer where any code differs, every differing code sits within 1e-5 of a step of a boundary
+    (a value at random does with probability 2e-5)."""
     models, sils = trained
     integer = build_integer_model(models[key])
-    fake64, emb64 = fake_quant_codes(models[key], integer, sils, dtype=torch.float64)
-    agreement = compare_codes(fake64, integer_forward(integer, sils).codes)
-    assert agreement.differing <= agreement.elements // 10 ** 6, str(agreement)
+    fake64, _ = fake_quant_codes(models[key], integer, sils, dtype=torch.float64)
+    codes = integer_forward(integer, sils).codes
+    agreement = compare_codes(fake64, codes)
+    assert agreement.max_step <= 1 and agreement.fraction >= 0.999, str(agreement)
+    first = next((layer.name for layer in integer.layers()
+                  if not torch.equal(fake64[layer.name], codes[layer.name])), None)
+    if first is not None:
+        margins = rounding_margins(models[key], integer, sils)[first]
+        differ = fake64[first] != codes[first]
+        assert float(margins[differ].max()) < 1e-5, f"{first}: a code differs away from a rounding boundary"
 
 
 def test_the_onnx_arithmetic_stays_within_a_step(trained):

@@ -53,6 +53,38 @@ class _EmbeddingsOnly(nn.Module):
         return x, x
 
 
+def _converted(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    model = copy.deepcopy(model).to(dtype)
+    model.BNNecks = _EmbeddingsOnly()
+    return model
+
+
+@torch.no_grad()
+def rounding_margins(model: nn.Module, integer: IntegerGaitBase, sils: Tensor) -> dict[str, Tensor]:
+    """``{layer: |frac(x / step) - 1/2|}``: how far, in steps, each value a quantized layer reads lies
+    from the boundary between two codes, in a float64 copy of the fake-quantized ``model``.
+
+    Where the integer reference and the float64 model disagree, the first layer that does should do
+    so only at near-ties (margins of about 2**-24 or less); ``tests/test_deploy.py`` checks it.
+    """
+    model, sils = _converted(model, torch.float64), sils.double()
+    modules = dict(model.named_modules())
+    margins: dict[str, Tensor] = {}
+    hooks = []
+    for layer in integer.layers():
+        def hook(_module, inputs, _output, name=layer.name, grid=layer.input_grid):
+            v = inputs[0] / grid.scale
+            margins[name] = (v - v.floor() - 0.5).abs()
+        hooks.append(modules[layer.name].act_quantizer.register_forward_hook(hook))
+    model.eval()
+    try:
+        model(sils)
+    finally:
+        for h in hooks:
+            h.remove()
+    return margins
+
+
 @torch.no_grad()
 def fake_quant_codes(model: nn.Module, integer: IntegerGaitBase, sils: Tensor,
                      dtype: torch.dtype = torch.float32) -> tuple[dict[str, Tensor], Tensor]:
@@ -63,9 +95,7 @@ def fake_quant_codes(model: nn.Module, integer: IntegerGaitBase, sils: Tensor,
     reference agrees code for code (``tests/test_deploy.py``).
     """
     if dtype != torch.float32:
-        model = copy.deepcopy(model).to(dtype)
-        model.BNNecks = _EmbeddingsOnly()
-        sils = sils.to(dtype)
+        model, sils = _converted(model, dtype), sils.to(dtype)
     grids = {layer.name: layer.input_grid for layer in integer.layers()}
     modules = dict(model.named_modules())
     found: dict[str, Tensor] = {}
