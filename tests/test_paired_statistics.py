@@ -54,3 +54,26 @@ def test_table4_pairs_each_quantized_model_with_its_shared_teacher():
     pairs = paired_comparisons("table4", per_seed, teacher)
     assert [(p.a, p.b, p.metric) for p in pairs] == [("GaitSet QGait-4", "GaitSet FP32", m) for m in ("NM", "BG", "CL")]
     assert pairs[0].differences == (-1.0, 0.0, 1.0) and pairs[1].verdict == "GaitSet FP32 ahead"
+
+
+def test_a_lower_is_better_metric_turns_the_verdict_and_the_count():
+    # QGait's distances moved less than LSQ's in every seed: QGait is ahead on a change metric.
+    p = paired_difference([0.030, 0.031, 0.029], [0.050, 0.052, 0.049], "QGait", "LSQ",
+                          "distance change", digits=3, lower_is_better=True)
+    assert p.high < 0 and p.verdict == "QGait ahead" and p.ahead == 3
+    assert "QGait − LSQ (distance change): -0.020" in p.describe()
+
+
+def test_table3b_pairs_each_variant_with_the_baseline_on_rank1_and_the_distances():
+    def rows(base, ft, change):
+        return [{"method": "baseline (STE)", "bits": "w4/a4", "rank1": base, "distance_corr": 0.90,
+                 "distance_change": 0.05},
+                {"method": "+IDD+FT", "bits": "w4/a4", "rank1": ft, "distance_corr": 0.95,
+                 "distance_change": change}]
+
+    pairs = paired_comparisons("table3b", [rows(60.0, 61.0, 0.06), rows(62.0, 62.5, 0.07)])
+    assert [(p.a, p.b, p.metric) for p in pairs] == [
+        ("+IDD+FT", "baseline (STE)", "Rank-1"), ("+IDD+FT", "baseline (STE)", "distance corr. with FP"),
+        ("+IDD+FT", "baseline (STE)", "distance change from FP")]
+    change = pairs[2]
+    assert change.differences == (pytest.approx(0.01), pytest.approx(0.02)) and change.ahead == 0

@@ -100,6 +100,12 @@ def test_table3b_and_fig5_run(tiny):
     # Each variant against the STE baseline of the same seed (one seed: no interval yet).
     assert "- +IDD as printed − baseline (STE) (Rank-1):" in t3b.markdown
     assert "no interval from one seed" in t3b.markdown
+    # Fig. 4's number per row, against the teacher, and QGait (+IDD+FT) paired with LSQ on it.
+    head = next(line for line in t3b.markdown.splitlines() if line.startswith("| Method |"))
+    assert head.endswith("| Dist. corr. with FP | Dist. change |")
+    change = float(_row(t3b.markdown, "+IDD+FT").split("|")[-2].split("±")[0])
+    assert 0 <= change < 1
+    assert "- +IDD+FT − baseline (STE) (distance change from FP):" in t3b.markdown
     fig5 = run_reproduce("fig5", seeds=1, overrides=tiny)
     assert (fig5.path.parent / "fig5_loss_curves.png").is_file()
     assert "from scratch, k=10" in fig5.markdown
@@ -140,3 +146,15 @@ def test_a_single_unit_runs_in_this_process(tiny):
     """fig5 with one seed is one unit: it runs here, not in a one-thread worker."""
     report = run_reproduce("fig5", seeds=1, overrides=tiny, jobs=2)
     assert "1 worker process." in report.markdown
+
+
+def test_variation_trains_seed_zero_under_each_float_order(tiny):
+    report = run_reproduce("variation", seeds=2, overrides=tiny, jobs=2)
+    text = report.markdown
+    assert "each unit in a fresh one" in text
+    orders = [line for line in text.splitlines() if line.startswith("| model | seed 0,")]
+    assert len(orders) == 3                         # Rank-1, mAP and the distance change
+    assert "range over float orders | std over seeds" in orders[0]
+    assert _row(text, "QGait-4").count("(2 seeds)") == 1
+    names = {p.name for p in (report.path.parent / "seed0").iterdir()}     # a folder per order
+    assert "threads1" in names and any(n.endswith("-isaAVX2") for n in names) and len(names) >= 2

@@ -322,6 +322,7 @@ def _add_reproduce(sub) -> None:
   qgait-lab reproduce --what table3a --seeds 1
   qgait-lab reproduce --what table4 --seeds 2        # GaitSet, GaitPart, GaitBase: FP, QGait-4, QGait-8
   qgait-lab reproduce --what fig5
+  qgait-lab reproduce --what variation --seeds 3    # one seed at 1 and N threads and AVX2 kernels, beside 3 seeds
   QGAIT_FAST=1 qgait-lab reproduce --what table3b --seeds 1   # quick smoke version""")
     _config_args(p)
     p.add_argument("--what", required=True, choices=list(WHAT))

@@ -11,10 +11,8 @@ Each ``add_*`` sets ``func`` on its parser through ``set_defaults``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["add_pretreat_parser", "add_synth_parser", "run_pretreat", "run_synth"]
 

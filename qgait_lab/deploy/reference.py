@@ -48,7 +48,7 @@ from torch import Tensor
 
 from .fixed_point import MANTISSA_BITS, FixedPointMultiplier, quantize_multiplier, requantize
 from .grids import Grid
-from .integer_model import IntegerConv, IntegerFC, IntegerGaitBase
+from .integer_model import IntegerConv, IntegerGaitBase
 
 __all__ = ["IntegerOutputs", "integer_forward", "conv_codes", "STREAM_FRACTION_BITS"]
 

@@ -18,11 +18,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..data.gei import gei_baseline
-from ..evaluation.embedding_analysis import interclass_distance_change, tsne_2d
-from ..evaluation import extract_features
+from ..evaluation.embedding_analysis import tsne_2d
+from .float_order import REPRODUCIBILITY
+from .distances import distance_changes, distance_table, embed_test_set
 from .results import markdown_table
 from ..training.config import ExperimentConfig, load_config
-from .pipeline import Experiment, MethodResult, eval_transform, input_size, make_evaluator
+from .pipeline import Experiment, MethodResult, input_size
 from ..training.runtime import fast_mode
 from ..training.trainer import Callback
 
@@ -73,44 +74,35 @@ def write_figures(exp: Experiment, results: Sequence[MethodResult], out: Path) -
     fig = loss_curves_figure(runs, keys=("loss", "triplet", "ce"))
     figures.append(out / "loss_curves.png")
     fig.savefig(figures[-1], dpi=120)
-    # t-SNE of test embeddings: full precision, 4-bit without IDD, 4-bit with IDD (Fig. 4).
+    # t-SNE of test embeddings: full precision, 4-bit without IDD, 4-bit with IDD (Fig. 4), on 12
+    # identities for a readable picture; the distances below use every test sequence.
     test = exp.test_set
+    feats = embed_test_set(exp, {r.label: r.model for r in results})
+    labels = np.asarray(test.labels)
     keep = np.isin(np.asarray(test.types), ["nm-05", "nm-06", "bg-01", "cl-01"])
-    ids = sorted(set(np.asarray(test.labels)[keep].tolist()))[:12]
-    keep &= np.isin(np.asarray(test.labels), ids)
-    subset = _Subset(test, np.flatnonzero(keep))
-    transform = eval_transform(exp.cfg)
-    feats = {r.label: extract_features(r.model, subset, transform, exp.device) for r in results}
-    labels = np.asarray(subset.labels)
+    keep &= np.isin(labels, sorted(set(labels[keep].tolist()))[:12])
     names = {"fp": "full precision", "lsq": "4-bit (LSQ, no IDD)", "qgait": "4-bit + IDD (QGait)"}
-    panels = {names.get(r.method, r.label): tsne_2d(feats[r.label], seed=exp.cfg.runtime.seed)
+    panels = {names.get(r.method, r.label): tsne_2d(feats[r.label][keep], seed=exp.cfg.runtime.seed)
               for r in results}
-    fig = tsne_figure(panels, labels, "t-SNE of test embeddings (12 identities, NM/BG/CL)")
+    fig = tsne_figure(panels, labels[keep], "t-SNE of test embeddings (12 identities, NM/BG/CL)")
     figures.append(out / "tsne.png")
     fig.savefig(figures[-1], dpi=120)
     ref = next(r for r in results if r.method == "fp")
-    lines = ["| model | corr. of inter-class distances with FP | mean relative change |",
-             "|---|---:|---:|"]
-    for r in results:
-        if r is ref:
-            continue
-        ch = interclass_distance_change(feats[ref.label], feats[r.label], labels)
-        lines.append(f"| {r.label} | {ch.correlation:.3f} | {ch.relative_change:.3f} |")
-    return figures, "\n".join(lines)
+    changes = distance_changes(feats[ref.label], {r.label: feats[r.label] for r in results if r is not ref},
+                               labels)
+    return figures, distance_table(changes) + _paired_distance_line(results, changes)
 
 
-class _Subset:
-    """A view of some sequences of a dataset (what extract_features needs)."""
-
-    def __init__(self, dataset, indices: np.ndarray) -> None:
-        self.dataset, self.indices = dataset, indices.tolist()
-        self.labels = [dataset.labels[i] for i in self.indices]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def load(self, i: int):
-        return self.dataset.load(self.indices[i])
+def _paired_distance_line(results: Sequence[MethodResult], changes: dict) -> str:
+    """QGait − LSQ at the same bits: the one seed's paired difference (both fine-tune one stage-1 model)."""
+    by_method = {r.method: r.label for r in results}
+    if "qgait" not in by_method or "lsq" not in by_method:
+        return ""
+    q, l = changes[by_method["qgait"]], changes[by_method["lsq"]]
+    return (f"\n\n{by_method['qgait']} − {by_method['lsq']} (one seed, paired: both fine-tune the same "
+            f"stage-1 model): correlation {q.correlation - l.correlation:+.3f}, mean relative change "
+            f"{q.relative_change - l.relative_change:+.3f} (the paper's Fig. 4 argument expects a higher "
+            "correlation and a smaller change). `qgait-lab reproduce --what table3b` gives it over seeds.")
 
 
 def deploy(exp: Experiment, result: MethodResult, out: Path) -> Deployed:
@@ -168,7 +160,7 @@ def _report_text(preset, cfg, table, distances, results, seconds, figures, deplo
                                f"`{s.run_dir}` |")
     return "\n".join([
         "# qgait-lab demo report", "",
-        f"Preset `{preset}`, {mode}; wall time {seconds / 60:.1f} min.",
+        f"Preset `{preset}`, {mode}; wall time {seconds / 60:.1f} min. {REPRODUCIBILITY}",
         f"Data: {cfg.data.dataset}, input {'x'.join(map(str, input_size(cfg)))}, model {cfg.model.name} "
         f"{cfg.model.arguments.get(cfg.model.name, {})}.", "",
         "## Results (CASIA-B protocol on the test identities, cross-view)", "",

@@ -9,7 +9,10 @@
   the preset's size for it (``model.arguments``) and trained with the same
   recipe and iterations;
 * ``fig5``: loss curves of training from scratch with the soft quantizer at
-  k in {1, 3, 5, 10}, with the STE for reference.
+  k in {1, 3, 5, 10}, with the STE for reference;
+* ``variation``: the demo's three models with one seed at 1 thread, all
+  threads, and AVX2 kernels (:mod:`.float_order`), beside the spread over seeds:
+  how far results move when only the order of float sums changes.
 
 Every variant uses the same preset settings; nothing is tuned per method.
 The report states plainly where the paper's ordering does or does not hold.
@@ -41,17 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..quant.schedules import KSchedule, paper_grow
+from .float_order import REPRODUCIBILITY, run_float_order_unit, variation_section, variation_units
+from .distances import CORRELATION, RELATIVE_CHANGE, result_distance_changes, with_distance_change
 from .results import aggregate, markdown_table
 from .statistics import paired_from_seeds
 from ..training.config import ExperimentConfig, load_config
 from .pipeline import Experiment, MethodResult, dataset_root
 
-WHAT = ("table1", "table3a", "table3b", "table4", "fig5")
+WHAT = ("table1", "table3a", "table3b", "table4", "fig5", "variation")
 #: Table 4's models, in the paper's order (GaitBase, the paper's main model, last).
 TABLE4_MODELS = ("gaitset", "gaitpart", "gaitbase")
 TEACHERS = ("shared", "per-seed")
@@ -173,13 +177,16 @@ def _table3b(cfg: ExperimentConfig) -> list[dict]:
         return _with(cfg, stage1=dataclasses.replace(
             cfg.stage1, distill=dataclasses.replace(cfg.stage1.distill, kind=kind)))
 
-    rows = [Experiment(cfg).run("lsq").row("baseline (STE)"),
-            Experiment(stage1("kd")).run("lsq").row("+KD"),
-            Experiment(stage1("idd")).run("lsq").row("+IDD"),
-            Experiment(stage1("idd")).run("qgait").row("+IDD+FT"),
-            # Eqs. 14-15 as printed (raw flattened distances, tau 1, the sum), beside our normalised IDD.
-            Experiment(stage1("idd_paper")).run("lsq").row("+IDD as printed")]
-    return rows
+    results = {"baseline (STE)": Experiment(cfg).run("lsq"),
+               "+KD": Experiment(stage1("kd")).run("lsq"),
+               "+IDD": Experiment(stage1("idd")).run("lsq"),
+               "+IDD+FT": Experiment(stage1("idd")).run("qgait"),
+               # Eqs. 14-15 as printed (raw flattened distances, tau 1, the sum), beside our normalised IDD.
+               "+IDD as printed": Experiment(stage1("idd_paper")).run("lsq")}
+    # Fig. 4's number for each row: its inter-class distances against the teacher's.
+    exp = Experiment(cfg)
+    changes = result_distance_changes(exp, exp.run("fp"), results)
+    return [with_distance_change(r.row(name), changes[name]) for name, r in results.items()]
 
 
 def _fig5(cfg: ExperimentConfig, out: Path) -> list[dict]:
@@ -227,7 +234,11 @@ def paired_comparisons(what: str, per_seed: list[list[dict]], shared: list[dict]
                     out.append(paired_from_seeds(per_seed, q, other))
     elif what == "table3b":
         base = next((k for k in labels if k[0].startswith("baseline")), None)
-        out += [paired_from_seeds(per_seed, k, base) for k in labels if base and k != base]
+        for metric, title, digits, lower in (("rank1", "Rank-1", 2, False),
+                                             (CORRELATION, "distance corr. with FP", 3, False),
+                                             (RELATIVE_CHANGE, "distance change from FP", 3, True)):
+            out += [paired_from_seeds(per_seed, k, base, metric, title, digits=digits, lower_is_better=lower)
+                    for k in labels if base and k != base]
     elif what == "table4":
         teachers = {r["method"].split(" ")[0]: r for r in shared}
         for k in labels:
@@ -304,11 +315,15 @@ def _ordering_notes(what: str, rows: list[dict], pairs: Sequence = ()) -> list[s
     return notes
 
 
-def units(what: str, shared_teacher: bool = False) -> tuple[list[str], list[str]]:
-    """A seed's work: (units to run first, units that may then run side by side).
+def units(what: str, shared_teacher: bool = False, seed_index: int = 0,
+          threads: int = 1) -> tuple[list[str], list[str]]:
+    """Seed ``seed_index``'s work: (units to run first, units that may then run side by side).
 
     With a shared teacher, Table 1's full-precision model is trained before any
-    seed starts, so a seed has only its quantized units."""
+    seed starts, so a seed has only its quantized units.  ``variation`` runs
+    seed 0 under every float order of ``threads`` and the others under the first."""
+    if what == "variation":
+        return [], variation_units(seed_index, threads)
     if what == "table1":
         quantized = [f"{methods}@{bits}" for bits in (4, 8)
                      for methods in ("dorefa", "pact", "lsq+qgait")]
@@ -332,6 +347,8 @@ def run_unit(cfg: ExperimentConfig, what: str, unit: str, out: Path,
         return _table3a(cfg)
     if what == "table3b":
         return _table3b(cfg)
+    if what == "variation":
+        return run_float_order_unit(cfg, unit)
     return _fig5(cfg, out)
 
 
@@ -357,23 +374,27 @@ def _longest_first(work: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return sorted(work, key=lambda w: -w[1].count("+"))
 
 
-def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
-               report: bool, first: list[str], then: list[str],
-               teachers: dict[str, str] | None = None) -> list[list[dict]]:
-    """Every unit of every seed, in ``jobs`` worker processes; rows per seed in unit order."""
+def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int, report: bool,
+               work: list[tuple[list[str], list[str]]], teachers: dict[str, str] | None = None,
+               fresh_processes: bool = False) -> list[list[dict]]:
+    """Every unit of every seed, in ``jobs`` worker processes; rows per seed in unit order.
+
+    ``work[i]``: seed ``i``'s units, as :func:`units` gives them.  ``fresh_processes``: every unit
+    in a new worker, even with one job (a float-order unit needs a process no convolution ran in)."""
     done: dict[tuple[int, str], list[dict]] = {}
-    if jobs <= 1:
+    if jobs <= 1 and not fresh_processes:
         for i, cfg in enumerate(configs):
-            for unit in first + then:
+            for unit in work[i][0] + work[i][1]:
                 done[(i, unit)] = run_unit(cfg, what, unit, out, teachers)
     else:
         # Each worker gets an equal share of this process's threads.
         threads = max(1, torch.get_num_threads() // jobs)
         quiet = [_with(c, runtime=dataclasses.replace(c.runtime, progress=False)) for c in configs]
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+                                 initializer=torch.set_num_threads, initargs=(threads,),
+                                 max_tasks_per_child=1 if fresh_processes else None) as pool:
             started = time.perf_counter()
-            start = [(i, u) for i in range(len(configs)) for u in (first or then)]
+            start = [(i, u) for i in range(len(configs)) for u in (work[i][0] or work[i][1])]
             pending = {pool.submit(run_unit, quiet[i], what, u, out, teachers): (i, u)
                        for i, u in _longest_first(start)}
             while pending:
@@ -388,10 +409,11 @@ def _run_seeds(configs: list[ExperimentConfig], what: str, out: Path, jobs: int,
                     if report:
                         print(f"reproduce {what}: seed {i} {unit} done "
                               f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+                    first, then = work[i]
                     if unit in first and all((i, u) in done for u in first):
                         for _, u in _longest_first([(i, u) for u in then]):
                             pending[pool.submit(run_unit, quiet[i], what, u, out, teachers)] = (i, u)
-    return [[row for u in first + then for row in done[(i, u)]] for i in range(len(configs))]
+    return [[row for u in work[i][0] + work[i][1] for row in done[(i, u)]] for i in range(len(configs))]
 
 
 def _teacher_note(fp: MethodResult | None, source: str, per_model: bool = False) -> list[str]:
@@ -426,11 +448,13 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
         raise ConfigError(f"--teacher must be one of {list(TEACHERS)}, got {teacher!r}")
     start = time.perf_counter()
     base = load_config(preset, list(overrides or []), extra={"name": f"reproduce-{what}"}, budget=budget)
-    shared = teacher == "shared" and what != "fig5"
-    first, then = units(what, shared)
+    # Fig. 5 trains from scratch; the float-order runs train a teacher under each order.
+    shared = teacher == "shared" and what not in ("fig5", "variation")
+    threads = torch.get_num_threads()
+    work = [units(what, shared, i, threads) for i in range(seeds)]
     # No more workers than units that can run at once: a single unit is faster
     # in this process, with all its threads, than in a one-thread worker.
-    jobs = min(resolve_jobs(jobs, base.runtime.device), seeds * max(len(first), len(then)))
+    jobs = min(resolve_jobs(jobs, base.runtime.device), sum(len(f) or len(t) for f, t in work))
     out = Path(base.runtime.runs_dir) / f"reproduce-{what}"
     out.mkdir(parents=True, exist_ok=True)
     dataset_root(base)    # generate SynthGait once, before any worker needs it
@@ -454,7 +478,21 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
     configs = [_with(base, name=f"reproduce-{what}/seed{seed}",
                      runtime=dataclasses.replace(base.runtime, seed=base.runtime.seed + seed))
                for seed in range(seeds)]
-    per_seed = _run_seeds(configs, what, out, jobs, base.runtime.progress, first, then, teachers)
+    per_seed = _run_seeds(configs, what, out, jobs, base.runtime.progress, work, teachers,
+                          fresh_processes=what == "variation")
+    if what == "variation":
+        seconds = time.perf_counter() - start
+        text = "\n".join([f"# Float order against seeds: the demo's models on SynthGait ({seeds} seeds)", "",
+                          f"Preset `{preset}`; wall time {seconds / 60:.1f} min with {jobs} worker "
+                          f"process{'es' if jobs > 1 else ''}, each unit in a fresh one.", "",
+                          "Seed 0 is trained under each float order (a teacher of its own each time); the "
+                          "other seeds under the first. Runs are bit-identical on the same machine and thread "
+                          "count; the first table's range is how far a result moves when only the order of "
+                          "float sums changes, to set beside the spread over seeds.", "",
+                          *variation_section(per_seed, threads)])
+        path = out / "report.md"
+        path.write_text(text)
+        return ReproduceReport(what, text, path, seconds)
     rows = aggregate(per_seed)
     if fp is not None and what == "table1":
         rows.insert(0, fp.row())      # one model: its numbers have no ±
@@ -465,7 +503,7 @@ def run_reproduce(what: str, seeds: int = 3, preset: str = "tiny-cpu",
     seconds = time.perf_counter() - start
     text = "\n".join([f"# Reproduction: {what} on SynthGait ({seeds} seeds, mean ± std)", "",
                       f"Preset `{preset}`; wall time {seconds / 60:.1f} min with {jobs} "
-                      f"worker process{'es' if jobs > 1 else ''}.", "",
+                      f"worker process{'es' if jobs > 1 else ''}. {REPRODUCIBILITY}", "",
                       *(_teacher_note(fp, source, per_model=what == "table4") if what != "fig5" else []),
                       table, "",
                       "## Does the paper's ordering hold?", "", *_ordering_notes(what, rows, pairs), "",

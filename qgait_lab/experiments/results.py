@@ -8,7 +8,11 @@ import numpy as np
 
 TABLE_COLUMNS = (("BitOPs (G)", "bitops_g"), ("Rank-1", "rank1"), ("Rank-5", "rank5"),
                  ("Rank-10", "rank10"), ("Rank-20", "rank20"), ("mAP", "mAP"), ("mINP", "mINP"),
-                 ("NM", "NM"), ("BG", "BG"), ("CL", "CL"))
+                 ("NM", "NM"), ("BG", "BG"), ("CL", "CL"),
+                 # Fig. 4's number (experiments.distances): inter-class distances against full precision.
+                 ("Dist. corr. with FP", "distance_corr"), ("Dist. change", "distance_change"))
+#: Columns printed with three decimals (the rest with two).
+FINE_COLUMNS = ("distance_corr", "distance_change")
 
 
 def row_from(label: str, bits: str, metrics: Mapping[str, float], bitops: float | None) -> dict:
@@ -17,13 +21,13 @@ def row_from(label: str, bits: str, metrics: Mapping[str, float], bitops: float 
     return row
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, tuple):
         mean, std = value
-        return f"{mean:.2f} ± {std:.2f}"
-    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else str(value)
 
 
 def markdown_table(rows: Sequence[Mapping], columns=TABLE_COLUMNS) -> str:
@@ -33,7 +37,7 @@ def markdown_table(rows: Sequence[Mapping], columns=TABLE_COLUMNS) -> str:
     rule = "|---|---|" + "---:|" * len(columns)
     lines = [head, rule]
     for r in rows:
-        cells = [_cell(r.get(key)) for _, key in columns]
+        cells = [_cell(r.get(key), 3 if key in FINE_COLUMNS else 2) for _, key in columns]
         lines.append(f"| {r['method']} | {r['bits']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -27,7 +27,9 @@ class PairedDifference:
     mean: float
     low: float          # the 95 % interval; +-inf with a single seed
     high: float
-    ahead: int          # seeds where a > b
+    ahead: int          # seeds where a is better than b
+    digits: int = 2     # decimals when described (3 for Fig. 4's distances)
+    lower_is_better: bool = False   # a distance change, where less is closer to full precision
 
     @property
     def seeds(self) -> int:
@@ -35,22 +37,26 @@ class PairedDifference:
 
     @property
     def verdict(self) -> str:
+        above, below = (self.b, self.a) if self.lower_is_better else (self.a, self.b)
         if self.low > 0:
-            return f"{self.a} ahead"
+            return f"{above} ahead"
         if self.high < 0:
-            return f"{self.b} ahead"
+            return f"{below} ahead"
         return "not separated by these seeds"
 
     def describe(self) -> str:
-        interval = (f"95 % interval {self.low:+.2f} to {self.high:+.2f}" if math.isfinite(self.low)
+        d = self.digits
+        interval = (f"95 % interval {self.low:+.{d}f} to {self.high:+.{d}f}" if math.isfinite(self.low)
                     else "no interval from one seed")
-        return (f"{self.a} − {self.b} ({self.metric}): {self.mean:+.2f}, {interval}; {self.a} ahead in "
+        return (f"{self.a} − {self.b} ({self.metric}): {self.mean:+.{d}f}, {interval}; {self.a} ahead in "
                 f"{self.ahead} of {self.seeds} seeds: {self.verdict}")
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], a_name: str = "a", b_name: str = "b",
-                      metric: str = "Rank-1", confidence: float = 0.95) -> PairedDifference:
-    """The per-seed differences ``a[i] - b[i]`` and their mean's Student-t interval."""
+                      metric: str = "Rank-1", confidence: float = 0.95, digits: int = 2,
+                      lower_is_better: bool = False) -> PairedDifference:
+    """The per-seed differences ``a[i] - b[i]`` and their mean's Student-t interval; ``a`` is ahead
+    in a seed where the difference is positive (negative with ``lower_is_better``)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"paired values need one per seed on both sides; got {len(a)} and {len(b)}")
     diffs = tuple(float(x) - float(y) for x, y in zip(a, b))
@@ -62,12 +68,14 @@ def paired_difference(a: Sequence[float], b: Sequence[float], a_name: str = "a",
         sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
         low, high = mean - half, mean + half
-    return PairedDifference(a_name, b_name, metric, diffs, mean, low, high, sum(d > 0 for d in diffs))
+    ahead = sum(d < 0 if lower_is_better else d > 0 for d in diffs)
+    return PairedDifference(a_name, b_name, metric, diffs, mean, low, high, ahead, digits, lower_is_better)
 
 
 def paired_from_seeds(rows_per_seed: Sequence[Sequence[dict]], a: tuple[str, str], b: tuple[str, str],
                       metric: str = "rank1", title: str = "Rank-1",
-                      b_value: float | None = None) -> PairedDifference | None:
+                      b_value: float | None = None, digits: int = 2,
+                      lower_is_better: bool = False) -> PairedDifference | None:
     """The paired difference of the result rows ``a`` and ``b``, each ``(method label, bits label)``,
     in ``rows_per_seed`` (one list of rows per seed), over the seeds that have both.
 
@@ -81,4 +89,5 @@ def paired_from_seeds(rows_per_seed: Sequence[Sequence[dict]], a: tuple[str, str
     pairs = [(x, y) for x, y in zip(va, vb) if isinstance(x, (int, float)) and isinstance(y, (int, float))]
     if not pairs:
         return None
-    return paired_difference([x for x, _ in pairs], [y for _, y in pairs], a[0], b[0], title)
+    return paired_difference([x for x, _ in pairs], [y for _, y in pairs], a[0], b[0], title, digits=digits,
+                             lower_is_better=lower_is_better)
