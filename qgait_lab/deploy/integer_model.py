@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.gaitbase import GaitBase
+from ..models.inference import batchnorm_affine
 from ..quant.modules import QuantizedLayer
 from .grids import Grid, activation_grid, weight_codes
 
@@ -195,15 +196,6 @@ class IntegerGaitBase:
         return rows
 
 
-def bn_fold(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """BatchNorm (eval mode) as ``(gamma / sigma, beta - gamma mu / sigma)`` in float64."""
-    sigma = (bn.running_var.double() + bn.eps).sqrt()
-    gamma = bn.weight.double() if bn.affine else torch.ones_like(sigma)
-    beta = bn.bias.double() if bn.affine else torch.zeros_like(sigma)
-    scale = gamma / sigma
-    return scale.detach(), (beta - scale * bn.running_mean.double()).detach()
-
-
 def _quantizers(name: str, layer: nn.Module) -> tuple:
     if not isinstance(layer, QuantizedLayer) or getattr(layer, "weight_quantizer", None) is None \
             or getattr(layer, "act_quantizer", None) is None:
@@ -218,7 +210,7 @@ def _integer_conv(name: str, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> IntegerConv
     if conv.groups != 1 or conv.dilation not in ((1, 1), 1) or conv.bias is not None:
         raise ConfigError(f"layer {name}: only plain bias-free convolutions have an integer path here")
     codes, scale = weight_codes(wq, conv.weight, f"weights of {name}")
-    bn_scale, bn_shift = bn_fold(bn)
+    bn_scale, bn_shift = batchnorm_affine(bn)
     return IntegerConv(name, codes, scale, activation_grid(aq, f"input of {name}"), bn_scale, bn_shift,
                        stride=int(conv.stride[0]), padding=int(conv.padding[0]), w_bits=wq.bits)
 

@@ -83,7 +83,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ConfigError
 from ..models.gaitbase import GaitBase
 from .grids import Grid
-from .integer_model import IntegerConv, IntegerGaitBase, bn_fold
+from ..models.inference import batchnorm_affine
+from .integer_model import IntegerConv, IntegerGaitBase
 
 __all__ = ["export_onnx", "export_float_onnx", "OPSET", "IR_VERSION", "INPUT", "OUTPUT", "CODES_PREFIX"]
 
@@ -160,7 +161,7 @@ def _from_integer(model: IntegerGaitBase) -> _Net:
 
 @torch.no_grad()
 def _float_conv(name: str, conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> _Conv:
-    scale, shift = bn_fold(bn)
+    scale, shift = batchnorm_affine(bn)
     weight = conv.weight.detach().double() * scale.view(-1, 1, 1, 1)
     return _Conv(name, weight.numpy().astype(np.float32), shift.numpy().astype(np.float32),
                  int(conv.stride[0]), int(conv.padding[0]))

@@ -7,6 +7,7 @@ import torch
 
 from .. import ranks
 from ..models.contract import inference_embeddings
+from ..models.inference import inference_copy
 
 
 def eval_sequence(dataset, index: int, transform=None, max_frames: int | None = 720) -> torch.Tensor:
@@ -32,6 +33,7 @@ def extract_features(
     max_frames: int | None = 720,
     amp: bool = True,
     progress: bool = False,
+    fold: bool = True,
 ) -> torch.Tensor:
     """Embeddings ``[n, c, p]`` of every sequence of ``dataset``, in dataset order.
 
@@ -44,12 +46,16 @@ def extract_features(
     Under ``torch.distributed`` each rank embeds every ``world_size``-th
     sequence and the shares are gathered, so every rank returns the full,
     ordered tensor.  ``progress`` shows a bar over this rank's sequences.
+    ``fold`` embeds with :func:`~qgait_lab.models.inference.inference_copy`
+    (BatchNorm folded, quantized weights computed once): the same function up
+    to float rounding, and faster; ``model`` itself is left as it was.
     """
     device = torch.device(device)
     rank, world = ranks.rank(), ranks.world_size()
     mine = list(range(rank, len(dataset), world))
     was_training = model.training
     model.eval()
+    net = inference_copy(model) if fold else model
     chunks: list[torch.Tensor] = []
     from tqdm.auto import tqdm
 
@@ -63,7 +69,7 @@ def extract_features(
             seq_len = [len(s) for s in seqs]
             use_amp = amp and device.type == "cuda"
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                out = model(packed, seq_len)
+                out = net(packed, seq_len)
             chunks.append(inference_embeddings(out).float().cpu())
             bar.update(len(seqs))
     finally:

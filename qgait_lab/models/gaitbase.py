@@ -66,6 +66,11 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(channels))
 
+    def conv_batchnorm_pairs(self) -> list[tuple[str, str]]:
+        """Each BatchNorm and the convolution it reads (what ``models.inference`` folds)."""
+        pairs = [("conv1", "bn1"), ("conv2", "bn2")]
+        return pairs + ([("downsample.0", "downsample.1")] if self.downsample is not None else [])
+
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
@@ -89,6 +94,10 @@ class ResNet9(nn.Module):
             setattr(self, f"layer{i}", nn.Sequential(BasicBlock(previous, c, s)))
             previous = c
         self.out_channels = previous
+
+    def conv_batchnorm_pairs(self) -> list[tuple[str, str]]:
+        """The stem's BatchNorm and its convolution (the blocks name their own)."""
+        return [("conv1.conv", "bn1")]
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
