@@ -27,7 +27,7 @@ browser:
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
 test: $(STAMP) browser
-	QGAIT_FAST=$${QGAIT_FAST:-1} $(BIN)/python -m pytest -q
+	QGAIT_FAST=$${QGAIT_FAST:-1} $(BIN)/python -m pytest -q --durations=30
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
