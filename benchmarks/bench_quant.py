@@ -10,6 +10,9 @@ silhouette-shaped input for:
 * ``lsq-ste-fused`` / ``lsq-soft-fused``: the same two LSQ variants with each
   quantizer's arithmetic compiled into one kernel (``runtime.fuse_quantizers``,
   the trainer's default; see ``qgait_lab.quant.kernels``),
+* ``...-copy`` (any LSQ variant): each layer saves its fake-quantized input for
+  the backward pass instead of recomputing it there from the float input (the
+  trainer recomputes; see ``qgait_lab.quant.recompute``),
 
 at two input sizes, in eager mode and under ``torch.compile``.  Every variant
 runs in the same process, interleaved, and the script prints the ratios to full
@@ -35,6 +38,7 @@ from qgait_lab.models import GaitBase
 from qgait_lab.quant import (LSQQuantizer, QuantizerOptions, initialize_quantizers, quantize_model,
                              set_fused)
 from qgait_lab.quant import functional as QF
+from qgait_lab.quant.modules import QuantizedLayer
 from qgait_lab.training.runtime import to_channels_last
 
 
@@ -57,8 +61,11 @@ def build(variant: str, channels, classes: int, channels_last: bool) -> torch.nn
         return model
     gradient = "soft" if variant.startswith("lsq-soft") else "ste"
     quantize_model(model, "lsq", 4, 4, options=QuantizerOptions(gradient=gradient, k=3.0))
-    set_fused(model, variant.endswith("-fused"))
-    if variant == "lsq-detach":
+    set_fused(model, "-fused" in variant)
+    for module in model.modules():
+        if isinstance(module, QuantizedLayer):
+            module.recompute_input = not variant.endswith("-copy")
+    if variant.startswith("lsq-detach"):
         for name, module in list(model.named_modules()):
             for slot in ("weight_quantizer", "act_quantizer"):
                 q = getattr(module, slot, None)
@@ -90,6 +97,28 @@ def make_step(model, compiled: bool, amp: bool):
     return step
 
 
+def saved_mib(step, model, x, y) -> float:
+    """MiB that one step's forward keeps for its backward, parameters excluded.
+
+    Counted with autograd's saved-tensor hooks, each storage once: what a step
+    holds at the end of its forward besides the weights, the bulk of its peak
+    memory, measured the same way on any device (the CPU allocator keeps no
+    high-water mark).
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    held: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            held[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step(x, y)
+    return sum(held.values()) / 2 ** 20
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=512, help="frames per step (batch x length)")
@@ -100,7 +129,8 @@ def main() -> None:
     p.add_argument("--contiguous", action="store_true",
                    help="NCHW weights instead of the trainer's channels_last layout")
     p.add_argument("--variants", nargs="+", default=["fp32", "lsq-ste", "lsq-soft", "lsq-ste-fused",
-                                                     "lsq-soft-fused", "lsq-detach"])
+                                                     "lsq-soft-fused", "lsq-ste-fused-copy",
+                                                     "lsq-soft-fused-copy", "lsq-detach"])
     p.add_argument("--seq-len", type=int, default=16, help="frames per sequence")
     p.add_argument("--classes", type=int, default=16, help="identities in the classifier")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -128,7 +158,7 @@ def main() -> None:
         x = (torch.rand(n, args.frames // n, h, w) > 0.5).float().to(device)
         y = torch.randint(0, args.classes, (n,)).to(device)
         for compiled in modes:
-            steps, warm, memory = {}, {}, {}
+            steps, warm, memory, saved = {}, {}, {}, {}
             for v in args.variants:
                 model = build(v, args.channels, args.classes, not args.contiguous).to(device)
                 initialize_quantizers(model, x)   # LSQ steps are set eagerly, before compiling
@@ -143,6 +173,7 @@ def main() -> None:
                 memory[v] = (torch.cuda.max_memory_allocated(device) / 2 ** 30
                              if device.type == "cuda" else float("nan"))
                 steps[v] = step
+                saved[v] = saved_mib(step, model, x, y) if not compiled else float("nan")
             times = {v: [] for v in args.variants}
             for _ in range(args.reps):        # interleave so that drift hits all variants
                 for v in args.variants:
@@ -152,19 +183,23 @@ def main() -> None:
                     sync()
                     times[v].append(time.perf_counter() - t0)
             for v in args.variants:
-                results[(size, compiled, v)] = (statistics.median(times[v]), warm[v], memory[v])
-    print(f"\n{'input':<7}{'mode':<9}{'variant':<16}{'step (s)':>10}{'vs fp32':>9}"
-          f"{'vs eager':>10}{'warm-up (s)':>13}{'peak GiB':>10}")
-    for (size, compiled, v), (t, warm, mem) in results.items():
+                results[(size, compiled, v)] = (statistics.median(times[v]), warm[v], memory[v], saved[v])
+    print(f"\n{'input':<7}{'mode':<9}{'variant':<20}{'step (s)':>10}{'vs fp32':>9}"
+          f"{'vs eager':>10}{'warm-up (s)':>13}{'peak GiB':>10}{'saved MiB':>11}{'vs fp32':>9}")
+    for (size, compiled, v), (t, warm, mem, kept) in results.items():
         base = results[(size, compiled, "fp32")][0]
+        base_kept = results[(size, compiled, "fp32")][3]
         eager = results.get((size, False, v), (t,))[0]
-        print(f"{size:<7}{'compile' if compiled else 'eager':<9}{v:<16}{t:>10.3f}{t / base:>8.2f}x"
-              f"{eager / t:>9.2f}x{warm:>13.1f}{mem:>10.1f}")
+        print(f"{size:<7}{'compile' if compiled else 'eager':<9}{v:<20}{t:>10.3f}{t / base:>8.2f}x"
+              f"{eager / t:>9.2f}x{warm:>13.1f}{mem:>10.1f}{kept:>11.1f}{kept / base_kept:>8.2f}x")
     print("\n'vs fp32': step time over full precision in the same mode (goal at 64x44 on the "
           "trainer's path: <= 1.25x STE, <= 1.35x soft).\n'vs eager': how many times faster "
-          "than the same variant in eager mode. 'warm-up': first two steps, incl. compilation."
+          "than the same variant in eager mode. 'warm-up': first two steps, incl. compilation.\n"
+          "'peak GiB': the CUDA allocator's high-water mark of the first steps (nan on a CPU). "
+          "'saved MiB': what the forward keeps for the backward, weights excluded (eager only; "
+          "goal <= 1.3x fp32)."
           + ("\nWith --amp every variant, 'fp32' (no fake quantization) included, runs under fp16 "
-             "autocast; 'peak GiB': the GPU memory high-water mark of the first steps." if args.amp else ""))
+             "autocast." if args.amp else ""))
 
 
 if __name__ == "__main__":

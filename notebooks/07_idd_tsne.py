@@ -212,7 +212,7 @@ transform = eval_transform(cfg)
 test = exp.test_set
 labels = np.asarray(test.labels)
 features = {name: extract_features(r.model, test, transform, exp.device,
-                                   batch_sequences=cfg.data.eval_batch_sequences)
+                                   batch_frames=cfg.data.eval_batch_frames)
             for name, r in results.items()}
 
 

@@ -54,14 +54,14 @@ def test_bench_deploy_prints_every_variant_its_bytes_and_its_profile():
     assert "no slower than ort fp32" in proc.stdout
 
 
-def test_bench_eval_prints_both_paths_for_both_models(tmp_path):
+def test_bench_eval_prints_every_path_for_both_models(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_eval.py"), "--ids", "3", "--views", "018", "090",
            "--frames", "12", "--reps", "1", "--iterations", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "QGAIT_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("fp32", "lsq-w4a4"))]
-    assert [(r[0], r[1]) for r in rows] == [("fp32", "as-trained"), ("fp32", "folded"),
-                                            ("lsq-w4a4", "as-trained"), ("lsq-w4a4", "folded")]
-    assert all(float(r[2]) > 0 for r in rows) and rows[0][3] == rows[2][3] == "1.00x"
+    paths = ["as-trained", "folded", "folded+packed"]
+    assert [(r[0], r[1]) for r in rows] == [(m, p) for m in ("fp32", "lsq-w4a4") for p in paths]
+    assert all(float(r[2]) > 0 for r in rows) and rows[0][3] == rows[3][3] == "1.00x"
     assert all(float(r[4]) <= 1e-6 for r in rows)       # the folded path's metrics are the model's

@@ -180,3 +180,46 @@ def test_gait3d_protocol_ranks_probes_against_the_gallery():
     assert r.rank == pytest.approx({1: 50.0, 2: 100.0})
     assert r.mAP == pytest.approx(100 * ((1 + 2 / 3) / 2 + 0.5) / 2)
     assert r.mINP == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+
+
+# -- packed batches of test sequences ----------------------------------------------
+
+def test_frame_batches_fill_each_batch_up_to_the_frame_budget_in_order():
+    from qgait_lab.evaluation.features import frame_batches
+
+    seqs = [torch.zeros(n) for n in (30, 50, 20, 100, 10, 10)]
+    batches = [[len(s) for s in b] for b in frame_batches(iter(seqs), 80)]
+    # 30+50 fills the first; 100 is longer than the budget and goes alone.
+    assert batches == [[30, 50], [20], [100], [10, 10]]
+    assert [len(b) for b in frame_batches(iter(seqs), 1)] == [1] * 6
+    with pytest.raises(ValueError, match="batch_frames"):
+        list(frame_batches(iter(seqs), 0))
+
+
+class _VariableLengths:
+    """A test split of sequences of 7 to 40 frames: ``len`` and ``load`` are all evaluation reads."""
+
+    def __init__(self, n=9, size=(32, 22)):
+        rng = np.random.default_rng(0)
+        self.data = [(rng.random((int(rng.integers(7, 41)), *size)) > 0.6).astype(np.uint8) * 255
+                     for _ in range(n)]
+
+    def __len__(self):
+        return len(self.data)
+
+    def load(self, index):
+        return self.data[index]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_embeddings_do_not_depend_on_how_sequences_are_batched(fold):
+    from qgait_lab.evaluation import extract_features
+    from qgait_lab.models import GaitBase
+
+    torch.manual_seed(0)
+    model = GaitBase(num_classes=5, channels=(8, 8, 16, 16), embed_dim=16).eval()
+    data = _VariableLengths()
+    one_each = extract_features(model, data, batch_frames=1, fold=fold)
+    packed = extract_features(model, data, batch_frames=100, fold=fold)
+    assert one_each.shape == (len(data), *one_each.shape[1:])
+    torch.testing.assert_close(packed, one_each, rtol=1e-5, atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -23,13 +25,33 @@ def eval_sequence(dataset, index: int, transform=None, max_frames: int | None = 
     return transform(sils, None) if transform is not None else sils / 255.0
 
 
+def frame_batches(sequences: Iterable[torch.Tensor], batch_frames: int
+                  ) -> Iterator[list[torch.Tensor]]:
+    """``sequences`` (``[frames, ...]`` each) grouped, in order, into runs of at most ``batch_frames`` frames.
+
+    A sequence longer than the budget is a batch by itself.
+    """
+    if batch_frames < 1:
+        raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+    batch: list[torch.Tensor] = []
+    total = 0
+    for seq in sequences:
+        if batch and total + len(seq) > batch_frames:
+            yield batch
+            batch, total = [], 0
+        batch.append(seq)
+        total += len(seq)
+    if batch:
+        yield batch
+
+
 @torch.no_grad()
 def extract_features(
     model: torch.nn.Module,
     dataset,
     transform=None,
     device: torch.device | str = "cpu",
-    batch_sequences: int = 16,
+    batch_frames: int = 1024,
     max_frames: int | None = 720,
     amp: bool = True,
     progress: bool = False,
@@ -39,9 +61,10 @@ def extract_features(
 
     Sequences keep all their frames, in order (OpenGait's ``all_ordered``; at
     most ``max_frames`` of them, its ``frames_all_limit``) and are packed along
-    the frame axis, ``batch_sequences`` at a time, with their lengths in
-    ``seqL``: variable-length sequences are batched without padding, and
-    nothing limits a device to one sequence per batch.
+    the frame axis with their lengths in ``seqL``: consecutive sequences fill a
+    batch up to ``batch_frames`` frames (a longer sequence is a batch of its
+    own), so a batch costs about the same whatever the sequences' lengths, and
+    variable-length sequences are batched without padding.
 
     Under ``torch.distributed`` each rank embeds every ``world_size``-th
     sequence and the shares are gathered, so every rank returns the full,
@@ -62,9 +85,8 @@ def extract_features(
     bar = tqdm(total=len(mine), desc="embedding test sequences", unit="seq", leave=False,
                disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(mine), batch_sequences):
-            seqs = [eval_sequence(dataset, index, transform, max_frames)
-                    for index in mine[start:start + batch_sequences]]
+        loaded = (eval_sequence(dataset, index, transform, max_frames) for index in mine)
+        for seqs in frame_batches(loaded, batch_frames):
             packed = torch.cat(seqs, 0)[None].to(device)
             seq_len = [len(s) for s in seqs]
             use_amp = amp and device.type == "cuda"

@@ -26,7 +26,7 @@ def embed_test_set(exp: Experiment, models: dict[str, nn.Module]) -> dict[str, t
     """``{name: [n, c, p] embeddings}`` of every test sequence, in the test set's order."""
     transform = eval_transform(exp.cfg)
     return {name: extract_features(model, exp.test_set, transform, exp.device,
-                                   batch_sequences=exp.cfg.data.eval_batch_sequences)
+                                   batch_frames=exp.cfg.data.eval_batch_frames)
             for name, model in models.items()}
 
 

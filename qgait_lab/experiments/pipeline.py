@@ -222,7 +222,7 @@ def make_evaluator(cfg: ExperimentConfig, test: GaitDataset, device: torch.devic
 
     def evaluate(model: nn.Module) -> dict:
         feats = extract_features(model, test, transform, device,
-                                 batch_sequences=cfg.data.eval_batch_sequences,
+                                 batch_frames=cfg.data.eval_batch_frames,
                                  progress=cfg.runtime.progress and is_main_process())
         return evaluate_features(feats, test, protocol) if is_main_process() else {}
 

@@ -69,7 +69,10 @@ class QuantizableConv1d(QuantizedLayer, nn.Conv1d):
         self.attach_quantizers(None, None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(self.weight), self.bias)
+        xq = self.quantized_input(x)
+        w = self.quantized_weight(self.weight)
+        with self.input_kept_as_float(x, xq):
+            return self._conv_forward(xq, w, self.bias)
 
 
 class BasicConv1d(nn.Module):

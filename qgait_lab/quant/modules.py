@@ -7,10 +7,13 @@ quantized), which the BitOPs counter reads as 32 bits.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .quantizers import Quantizer
+from .recompute import recomputed_input
 
 FULL_PRECISION_BITS = 32
 
@@ -29,6 +32,9 @@ class QuantizedLayer:
     """
 
     quant_weight_name = "weight"
+    #: Save the float input for the backward pass and recompute its quantized
+    #: copy there (:mod:`.recompute`): same gradients, one activation less per layer.
+    recompute_input = True
 
     weight_quantizer: Quantizer | None
     act_quantizer: Quantizer | None
@@ -51,6 +57,12 @@ class QuantizedLayer:
 
     def quantized_input(self, x: Tensor) -> Tensor:
         return x if self.act_quantizer is None else self.act_quantizer(x)
+
+    def input_kept_as_float(self, x: Tensor, quantized: Tensor):
+        """Context for the operation on ``quantized``: the backward recomputes it from ``x``."""
+        if self.act_quantizer is None or not self.recompute_input:
+            return contextlib.nullcontext()
+        return recomputed_input(x, quantized, self.act_quantizer)
 
 
 class QConv2d(QuantizedLayer, nn.Conv2d):
@@ -75,8 +87,10 @@ class QConv2d(QuantizedLayer, nn.Conv2d):
         return q
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(self.weight),
-                                  self.bias)
+        xq = self.quantized_input(x)
+        w = self.quantized_weight(self.weight)
+        with self.input_kept_as_float(x, xq):
+            return self._conv_forward(xq, w, self.bias)
 
 
 class QLinear(QuantizedLayer, nn.Linear):

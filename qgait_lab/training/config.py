@@ -57,7 +57,7 @@ class DataConfig:
     frames_max: int = 50
     augment: list = field(default_factory=list)  # any of flip, rotate, erase, perspective
     augment_prob: float = 0.2           # probability of each augmentation
-    eval_batch_sequences: int = 16      # sequences per evaluation batch (packed)
+    eval_batch_frames: int = 1024       # frames per evaluation batch (whole sequences, packed)
     # Loading (qgait_lab.data.loader): none of these changes a batch, only how fast it comes.
     num_workers: int = 0                # DataLoader worker processes building batches; 0: in the training process
     pin_memory: Literal["auto", "on", "off"] = "auto"   # "auto": on when training on CUDA
