@@ -70,8 +70,9 @@ def extract_features(
     sequence and the shares are gathered, so every rank returns the full,
     ordered tensor.  ``progress`` shows a bar over this rank's sequences.
     ``fold`` embeds with :func:`~qgait_lab.models.inference.inference_copy`
-    (BatchNorm folded, quantized weights computed once): the same function up
-    to float rounding, and faster; ``model`` itself is left as it was.
+    (quantized weights computed once, and in a float model BatchNorm folded):
+    the same function, exactly for a quantized model and up to float rounding
+    for a float one, and faster; ``model`` itself is left as it was.
     """
     device = torch.device(device)
     rank, world = ranks.rank(), ranks.world_size()

@@ -4,11 +4,19 @@ In eval mode a BatchNorm is a fixed affine map per channel, ``y = s x + t`` with
 ``s = gamma / sigma`` and ``t = beta - s mu``; after a convolution ``W`` it is
 the convolution ``s W`` with bias ``t`` (Jacob et al. 2018, Sec. 3.2).  A
 fake-quantized layer's weights do not change either, so ``Q(W)`` can be
-computed once instead of at every batch.  :func:`inference_copy` does both on a
-copy and leaves each layer's *input* quantizer in place, so the copy computes
-the same function as the model, up to float rounding (``tests/test_inference.py``
-compares the embeddings).  Training outputs of the copy (the BNNeck logits) are
-those of the model too; the copy is for embeddings, in eval mode only.
+computed once instead of at every batch.  :func:`inference_copy` does this on a
+copy and leaves each layer's *input* quantizer in place.
+
+Baking the weights changes no value.  Folding does change float rounding: a
+float model's embeddings move by about 1e-7 relative, but in a quantized model
+the next layer's input quantizer turns some of those tiny moves into a whole
+step (a value that sat on a rounding boundary), and the flips spread: LSQ-4's
+embeddings moved by 1e-3 relative, enough to change a Rank-1 by a few probes.
+So by default a model with activation quantizers keeps its BatchNorms and only
+has its weights baked, and computes exactly what the model computes
+(``tests/test_inference.py``).  Training outputs of the copy (the BNNeck
+logits) are those of the model too; the copy is for embeddings, in eval mode
+only.
 
 A model says which BatchNorm reads which convolution's output by a
 ``conv_batchnorm_pairs()`` method on any of its modules, returning
@@ -64,16 +72,27 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def _like(new: Tensor, old: Tensor) -> Tensor:
-    """``new`` in ``old``'s dtype and memory layout (NHWC weights stay NHWC)."""
-    nhwc = old.dim() == 4 and old.is_contiguous(memory_format=torch.channels_last) and not old.is_contiguous()
-    return new.to(old.dtype).contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+    """``new`` in ``old``'s dtype and exact strides (NHWC weights stay NHWC, size-1 dimensions included:
+    the convolution reads them to choose its output's layout, and with it its arithmetic)."""
+    return torch.empty_strided(old.shape, old.stride(), dtype=old.dtype, device=old.device).copy_(new)
+
+
+def has_activation_quantizers(model: nn.Module) -> bool:
+    return any(getattr(m, "act_quantizer", None) is not None for m in model.modules())
 
 
 @torch.no_grad()
-def inference_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with BatchNorm folded and quantized weights baked (see the module)."""
+def inference_copy(model: nn.Module, fold_batchnorm: bool | None = None) -> nn.Module:
+    """An eval-mode copy of ``model`` with quantized weights baked and, in a float model, BatchNorm folded.
+
+    ``fold_batchnorm``: ``None`` (default) folds only when ``model`` has no
+    activation quantizers, the case where folding moves embeddings by float
+    rounding alone (see the module); ``True`` folds in any model.
+    """
     model = copy.deepcopy(model).eval()
-    modules = dict(model.named_modules())
+    if fold_batchnorm is None:
+        fold_batchnorm = not has_activation_quantizers(model)
+    modules = dict(model.named_modules()) if fold_batchnorm else {}
     for prefix, owner in list(modules.items()):
         pairs = getattr(owner, "conv_batchnorm_pairs", None)
         if pairs is None:
