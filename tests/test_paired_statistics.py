@@ -77,3 +77,27 @@ def test_table3b_pairs_each_variant_with_the_baseline_on_rank1_and_the_distances
         ("+IDD+FT", "baseline (STE)", "distance change from FP")]
     change = pairs[2]
     assert change.differences == (pytest.approx(0.01), pytest.approx(0.02)) and change.ahead == 0
+
+
+def test_table3b_also_pairs_the_variants_that_share_more_than_the_baseline():
+    def rows(seed):
+        names = ["baseline (STE)", "+KD", "+IDD", "+IDD+FT", "+IDD as printed"]
+        return [{"method": n, "bits": "w4/a4", "rank1": 60.0 + i + seed, "distance_corr": 0.9,
+                 "distance_change": 0.05} for i, n in enumerate(names)]
+
+    pairs = [(p.a, p.b) for p in paired_comparisons("table3b", [rows(0), rows(1)]) if p.metric == "Rank-1"]
+    assert pairs == [("+KD", "baseline (STE)"), ("+IDD", "baseline (STE)"), ("+IDD+FT", "baseline (STE)"),
+                     ("+IDD as printed", "baseline (STE)"), ("+IDD", "+KD"), ("+IDD+FT", "+IDD"),
+                     ("+IDD as printed", "+IDD")]
+
+
+def test_table3a_pairs_each_grow_schedule_with_fixed_at_the_same_t():
+    def rows(shift):
+        return [{"method": f"{name} (T={t}, schedule)", "bits": "w4/a4", "rank1": 60.0 + shift + i}
+                for t in (3, 5) for i, name in enumerate(["FIXED", "GROW-1", "GROW-2"])]
+
+    pairs = paired_comparisons("table3a", [rows(0.0), rows(0.5)])
+    assert [(p.a, p.b) for p in pairs] == [
+        ("GROW-1 (T=3, schedule)", "FIXED (T=3, schedule)"), ("GROW-2 (T=3, schedule)", "FIXED (T=3, schedule)"),
+        ("GROW-1 (T=5, schedule)", "FIXED (T=5, schedule)"), ("GROW-2 (T=5, schedule)", "FIXED (T=5, schedule)")]
+    assert pairs[1].differences == (2.0, 2.0)

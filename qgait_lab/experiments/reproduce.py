@@ -217,7 +217,9 @@ def paired_comparisons(what: str, per_seed: list[list[dict]], shared: list[dict]
     """The comparisons of ``what`` whose two sides share a parent stage in every seed, paired by seed.
 
     Table 1: QGait against each baseline at the same bits (all quantize one teacher with the seed's
-    batches; QGait and LSQ share stage 1 too).  Table 3b: each variant against the STE baseline.
+    batches; QGait and LSQ share stage 1 too).  Table 3a: each GROW schedule against FIXED at the
+    same T.  Table 3b: each variant against the STE baseline, IDD against KD, the fine-tune
+    against its stage 1 and IDD as printed against the normalised IDD.
     Table 4: each model's QGait against its full-precision teacher (``shared`` rows, trained once,
     or the seed's own).
     """
@@ -234,11 +236,27 @@ def paired_comparisons(what: str, per_seed: list[list[dict]], shared: list[dict]
                     out.append(paired_from_seeds(per_seed, q, other))
     elif what == "table3b":
         base = next((k for k in labels if k[0].startswith("baseline")), None)
+        by_name = {k[0]: k for k in labels}
+        # Each variant against the baseline, then the variants against each other where they share
+        # more: IDD against KD (one teacher, one start), the fine-tune against its own stage 1, and
+        # the equation as printed against the normalised IDD.
+        against = [(k, base) for k in labels if base and k != base]
+        against += [(by_name[a], by_name[b]) for a, b in (("+IDD", "+KD"), ("+IDD+FT", "+IDD"),
+                                                           ("+IDD as printed", "+IDD"))
+                    if a in by_name and b in by_name]
         for metric, title, digits, lower in (("rank1", "Rank-1", 2, False),
                                              (CORRELATION, "distance corr. with FP", 3, False),
                                              (RELATIVE_CHANGE, "distance change from FP", 3, True)):
-            out += [paired_from_seeds(per_seed, k, base, metric, title, digits=digits, lower_is_better=lower)
-                    for k in labels if base and k != base]
+            out += [paired_from_seeds(per_seed, a, b, metric, title, digits=digits, lower_is_better=lower)
+                    for a, b in against]
+    elif what == "table3a":
+        # Every schedule fine-tunes the same stage-1 model of its seed: each GROW against FIXED at its T.
+        for k in labels:
+            name, _, rest = k[0].partition(" ")
+            fixed = next((f for f in labels if f[0].startswith("FIXED ") and f[0].split(",")[0]
+                          == f"FIXED {rest.split(',')[0]}"), None)
+            if name != "FIXED" and fixed is not None:
+                out.append(paired_from_seeds(per_seed, k, fixed))
     elif what == "table4":
         teachers = {r["method"].split(" ")[0]: r for r in shared}
         for k in labels:
