@@ -16,8 +16,12 @@ def test_bench_quant_prints_a_ratio_for_every_variant():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("32x22")]
     assert [r[2] for r in rows] == ["fp32", "lsq-ste", "lsq-soft", "lsq-ste-fused", "lsq-soft-fused",
-                                    "lsq-detach"]
+                                    "lsq-ste-fused-copy", "lsq-soft-fused-copy", "lsq-detach"]
     assert rows[0][4] == "1.00x" and all(float(r[3]) > 0 for r in rows)
+    # 'saved MiB' is a byte count: the recomputed quantized inputs keep less than the saved copies.
+    saved = {r[2]: float(r[8]) for r in rows}
+    assert rows[0][9] == "1.00x"
+    assert saved["lsq-ste-fused"] < saved["lsq-ste-fused-copy"] and saved["lsq-soft-fused"] < saved["lsq-soft-fused-copy"]
 
 
 def test_bench_quant_refuses_amp_without_cuda():
