@@ -251,12 +251,12 @@ def paired_comparisons(what: str, per_seed: list[list[dict]], shared: list[dict]
                     for a, b in against]
     elif what == "table3a":
         # Every schedule fine-tunes the same stage-1 model of its seed: each GROW against FIXED at its T.
-        for k in labels:
-            name, _, rest = k[0].partition(" ")
-            fixed = next((f for f in labels if f[0].startswith("FIXED ") and f[0].split(",")[0]
-                          == f"FIXED {rest.split(',')[0]}"), None)
-            if name != "FIXED" and fixed is not None:
-                out.append(paired_from_seeds(per_seed, k, fixed))
+        def t_of(label: str) -> str:          # rows are labelled "NAME (T=t, schedule)"
+            return label.partition("(T=")[2].partition(",")[0]
+
+        fixed = {t_of(k[0]): k for k in labels if k[0].startswith("FIXED ")}
+        out += [paired_from_seeds(per_seed, k, fixed[t_of(k[0])]) for k in labels
+                if not k[0].startswith("FIXED ") and t_of(k[0]) in fixed]
     elif what == "table4":
         teachers = {r["method"].split(" ")[0]: r for r in shared}
         for k in labels:

@@ -51,10 +51,13 @@ def _effective_weight(layer: nn.Module) -> Tensor:
 
 
 def _bake_weights(layer: nn.Module) -> None:
-    """``Q(W)`` once, in place of ``W``; the layer then skips its weight quantizer."""
+    """``Q(W)`` once, in place of ``W``; the layer then skips its weight quantizer.
+
+    The quantizer's output is kept as it is, strides included: it is the very
+    tensor the model convolves with.
+    """
     if isinstance(layer, QuantizedLayer) and layer.weight_quantizer is not None:
-        name = layer.quant_weight_name
-        getattr(layer, name).data = _like(_effective_weight(layer), getattr(layer, name))
+        getattr(layer, layer.quant_weight_name).data = _effective_weight(layer)
         layer.weight_quantizer = None
 
 
@@ -63,11 +66,12 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     if bn.track_running_stats is False or bn.running_mean is None:
         raise ValueError("a BatchNorm without running statistics cannot be folded")
     scale, shift = batchnorm_affine(bn)
-    weight = _effective_weight(conv).double() * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+    effective = _effective_weight(conv)
+    weight = effective.double() * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
     bias = shift if conv.bias is None else shift + scale * conv.bias.double()
     if isinstance(conv, QuantizedLayer):
         conv.weight_quantizer = None
-    conv.weight = nn.Parameter(_like(weight, conv.weight), requires_grad=False)
+    conv.weight = nn.Parameter(_like(weight, effective), requires_grad=False)
     conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
 
 
@@ -77,7 +81,7 @@ def _like(new: Tensor, old: Tensor) -> Tensor:
     return torch.empty_strided(old.shape, old.stride(), dtype=old.dtype, device=old.device).copy_(new)
 
 
-def has_activation_quantizers(model: nn.Module) -> bool:
+def _has_activation_quantizers(model: nn.Module) -> bool:
     return any(getattr(m, "act_quantizer", None) is not None for m in model.modules())
 
 
@@ -91,7 +95,7 @@ def inference_copy(model: nn.Module, fold_batchnorm: bool | None = None) -> nn.M
     """
     model = copy.deepcopy(model).eval()
     if fold_batchnorm is None:
-        fold_batchnorm = not has_activation_quantizers(model)
+        fold_batchnorm = not _has_activation_quantizers(model)
     modules = dict(model.named_modules()) if fold_batchnorm else {}
     for prefix, owner in list(modules.items()):
         pairs = getattr(owner, "conv_batchnorm_pairs", None)
