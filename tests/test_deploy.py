@@ -1,5 +1,7 @@
 """The integer model (qgait_lab.deploy): fixed-point requantization, exact accumulators, and parity
 with the fake-quantized model it was built from (issue 14's acceptance bar)."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qgait_lab.deploy import (build_integer_model, compare_codes, embedding_cosine, fake_quant_codes,
-                              integer_forward, quantize_multiplier, requantize, rounding_margins)
+                              integer_forward, quantize_multiplier, reference_copy, requantize,
+                              rounding_margins)
 from qgait_lab.deploy.grids import activation_grid, weight_codes
 from qgait_lab.errors import ConfigError
 from qgait_lab.evaluation import eval_sequence
@@ -121,7 +124,8 @@ def test_the_integer_reference_is_the_fake_quantized_arithmetic_without_float32_
     boundary, in layer2.0.downsample's input), which moved 8 codes there and 208 of 4.7 M in all;
     LSQ-8 had none. So the check is on the kind of difference: one step at most, and in the first
     layer where any code differs, every differing code sits within 1e-5 of a step of a boundary
-    (a value at random does with probability 2e-5)."""
+    (a value at random does with probability 2e-5). The float64 copy convolves with the trained
+    weight codes (``reference_copy``), so weights near a tie cannot make a difference here."""
     models, sils = trained
     integer = build_integer_model(models[key])
     fake64, _ = fake_quant_codes(models[key], integer, sils, dtype=torch.float64)
@@ -134,6 +138,44 @@ def test_the_integer_reference_is_the_fake_quantized_arithmetic_without_float32_
         margins = rounding_margins(models[key], integer, sils)[first]
         differ = fake64[first] != codes[first]
         assert float(margins[differ].max()) < 1e-5, f"{first}: a code differs away from a rounding boundary"
+
+
+def _near_tie_weight(quantizer, weight: torch.Tensor) -> float:
+    """A float32 weight value whose code ``quantizer`` picks differently in float32 and in float64.
+
+    Candidates: the midpoints between codes 1..40, each moved by up to 8 float32 ulps either way.
+    """
+    step = quantizer.step.detach()
+    s = step.view(-1, *([1] * (weight.dim() - 1))) if step.dim() else step
+    index = torch.arange(weight.numel()).view_as(weight)
+    ulps = (index // 40) % 17 - 8
+    candidates = ((index % 40 + 1.5) * s).float()
+    for t in range(1, 9):
+        candidates = torch.where(ulps >= t, torch.nextafter(candidates, torch.tensor(float("inf"))),
+                                 torch.where(ulps <= -t, torch.nextafter(candidates, torch.tensor(-1e9)),
+                                             candidates))
+    with torch.no_grad():
+        c32 = torch.round(quantizer(candidates).double() / s.double())
+        c64 = torch.round(copy.deepcopy(quantizer).double()(candidates.double()) / s.double())
+    differ = (c32 != c64).reshape(-1).nonzero()
+    assert len(differ), "no weight value found whose code depends on the precision"
+    return float(candidates.reshape(-1)[differ[0, 0]])
+
+
+def test_the_float64_reference_keeps_the_trained_weight_codes(trained):
+    """A weight within float32's rounding of a tie keeps its trained code in the float64 reference.
+
+    On 2026-12-03 one weight of a trained LSQ-8 layer4.0.conv1 sat 9e-8 of a step from a tie;
+    quantized again in float64 it took the other code, and the reference was then another model."""
+    model = copy.deepcopy(trained[0]["lsq", 8])
+    layer = dict(model.named_modules())["Backbone.forward_block.layer4.0.conv1"]
+    with torch.no_grad():
+        layer.weight[0, 0, 0, 0] = _near_tie_weight(layer.weight_quantizer, layer.weight)
+    codes, scale = weight_codes(layer.weight_quantizer, layer.weight)
+    reference = dict(reference_copy(model, torch.float64).named_modules())[
+        "Backbone.forward_block.layer4.0.conv1"]
+    view = scale.view(-1, 1, 1, 1) if scale.dim() else scale
+    assert torch.equal(torch.round(reference.weight / view).to(torch.int8), codes)
 
 
 def test_the_onnx_arithmetic_stays_within_a_step(trained):

@@ -156,3 +156,29 @@ def test_runtime_option_decides_where_quantizers_are_fused():
     assert all(q.fused for q in quantizers(model))
     with pytest.raises(ConfigError, match="runtime.fuse_quantizers"):
         load_config("tiny-cpu", ["runtime.fuse_quantizers=sometimes"])
+
+
+def test_fused_outputs_keep_the_inputs_strides_size_one_dimensions_included():
+    # A [c, 1, k, k] stem weight in channels_last differs from NCHW only in the stride of its size-1
+    # dimension; the convolution reads that stride to pick its output layout.  A fused quantizer that
+    # returned other strides made a channels_last model's quantized stem write NCHW, and every later
+    # layer of the block then mixed layouts (a copy and slow adds in each step).
+    w = torch.randn(16, 1, 3, 3).to(memory_format=torch.channels_last)
+    s, lo, hi = torch.tensor(0.1), K.scalar(-8, w), K.scalar(7, w)
+    out = K.run(K.lsq_forward, True, w, s, lo, hi)
+    assert out.stride() == w.stride()
+    torch.testing.assert_close(out, K.lsq_forward(w, s, lo, hi), rtol=0, atol=0)
+
+
+def test_a_channels_last_quantized_gaitbase_keeps_every_activation_channels_last():
+    from qgait_lab.training.runtime import to_channels_last
+
+    model = to_channels_last(GaitBase(num_classes=4, channels=(16, 16, 32, 32), embed_dim=8))
+    set_fused(quantize_model(model, "lsq", 4, 4), True)
+    layouts = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, inp, out: layouts.append(
+                out.is_contiguous(memory_format=torch.channels_last)))
+    model(torch.rand(2, 4, 32, 22).round())
+    assert layouts and all(layouts), layouts

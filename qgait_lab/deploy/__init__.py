@@ -9,10 +9,11 @@
 from .fixed_point import FixedPointMultiplier, quantize_multiplier, requantize
 from .grids import Grid, activation_grid, weight_codes
 from .integer_model import IntegerBlock, IntegerConv, IntegerFC, IntegerGaitBase, build_integer_model
-from .parity import CodeAgreement, compare_codes, embedding_cosine, fake_quant_codes, rounding_margins
+from .parity import (CodeAgreement, compare_codes, embedding_cosine, fake_quant_codes, reference_copy,
+                     rounding_margins)
 from .reference import IntegerOutputs, integer_forward
 
 __all__ = ["FixedPointMultiplier", "quantize_multiplier", "requantize", "Grid", "activation_grid",
            "weight_codes", "IntegerBlock", "IntegerConv", "IntegerFC", "IntegerGaitBase",
            "build_integer_model", "CodeAgreement", "compare_codes", "embedding_cosine",
-           "fake_quant_codes", "rounding_margins", "IntegerOutputs", "integer_forward"]
+           "fake_quant_codes", "reference_copy", "rounding_margins", "IntegerOutputs", "integer_forward"]

@@ -16,10 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from ..models.contract import inference_embeddings
+from ..models.inference import inference_copy
 from .grids import activation_grid, codes_of
 from .integer_model import IntegerGaitBase
 
-__all__ = ["CodeAgreement", "fake_quant_codes", "compare_codes", "embedding_cosine"]
+__all__ = ["CodeAgreement", "reference_copy", "fake_quant_codes", "rounding_margins", "compare_codes",
+           "embedding_cosine"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,20 @@ class _EmbeddingsOnly(nn.Module):
         return x, x
 
 
-def _converted(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    model = copy.deepcopy(model).to(dtype)
-    model.BNNecks = _EmbeddingsOnly()
-    return model
+def reference_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A ``dtype`` copy of ``model`` convolving with the float32 model's fake-quantized weights.
+
+    The weights are baked as training quantized them (``round(w / s)`` in
+    float32, the codes :func:`~qgait_lab.deploy.grids.weight_codes` reads);
+    quantizing the float weights again in float64 would move any weight within
+    float32's rounding of a tie to the other code (one of the 74 k weights of a
+    trained LSQ-8 ``layer4.0.conv1`` sat 9e-8 of a step from one): another
+    model, not the same arithmetic at a finer precision.  BatchNorm stays, and
+    so does every input quantizer.
+    """
+    copied = inference_copy(model, fold_batchnorm=False).to(dtype)
+    copied.BNNecks = _EmbeddingsOnly()
+    return copied
 
 
 @torch.no_grad()
@@ -67,7 +79,7 @@ def rounding_margins(model: nn.Module, integer: IntegerGaitBase, sils: Tensor) -
     Where the integer reference and the float64 model disagree, the first layer that does should do
     so only at near-ties (margins of about 2**-24 or less); ``tests/test_deploy.py`` checks it.
     """
-    model, sils = _converted(model, torch.float64), sils.double()
+    model, sils = reference_copy(model, torch.float64), sils.double()
     modules = dict(model.named_modules())
     margins: dict[str, Tensor] = {}
     hooks = []
@@ -95,7 +107,7 @@ def fake_quant_codes(model: nn.Module, integer: IntegerGaitBase, sils: Tensor,
     reference agrees code for code (``tests/test_deploy.py``).
     """
     if dtype != torch.float32:
-        model, sils = _converted(model, dtype), sils.to(dtype)
+        model, sils = reference_copy(model, dtype), sils.to(dtype)
     grids = {layer.name: layer.input_grid for layer in integer.layers()}
     modules = dict(model.named_modules())
     found: dict[str, Tensor] = {}

@@ -91,12 +91,15 @@ def _flatten(args: tuple) -> tuple[list, Callable[[Tensor], Tensor]]:
         elif isinstance(a, Tensor) and per_channel and a.shape == per_channel[0].shape:
             a = _alias(a.contiguous(), (x.shape[0], 1))
         out.append(a)
-    inverse = sorted(range(x.dim()), key=order.__getitem__)
     step_shape = per_channel[0].shape if per_channel else None
+    shape, strides = x.shape, x.stride()
 
     def restore(t: Tensor) -> Tensor:
+        # x's own strides, size-1 dimensions included: a permuted view would give those
+        # other strides, and a [c, 1, k, k] weight would lose its channels_last layout
+        # (and with it the layout the convolution picks for its output).
         if t.numel() == x.numel() and t.dim() == len(flat_shape):
-            return t.view(permuted.shape).permute(inverse)
+            return t.as_strided(shape, strides)
         if step_shape is not None and t.shape == (x.shape[0], 1):
             return t.view(step_shape)
         return t
