@@ -26,9 +26,10 @@ browser:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
-# One worker per file at a time (--dist loadfile keeps a file's fixtures and the notebooks' in-order run on
-# one worker); tests/conftest.py gives each worker its share of the cores. TEST_WORKERS=0 runs in this process.
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
+# -n auto: one pytest-xdist worker per core, at most 4 (tests/conftest.py says how many, and gives each its
+# share of the cores); --dist loadfile keeps a file's fixtures and the notebooks' in-order run on one worker.
+# TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
 
 test: $(STAMP) browser
 	QGAIT_FAST=$${QGAIT_FAST:-1} $(BIN)/python -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadfile

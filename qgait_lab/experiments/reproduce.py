@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from .distances import CORRELATION, RELATIVE_CHANGE, result_distance_changes, wi
 from .results import aggregate, markdown_table
 from .statistics import paired_from_seeds
 from ..training.config import ExperimentConfig, load_config
+from ..training.runtime import usable_cores
 from .pipeline import Experiment, MethodResult, dataset_root
 
 WHAT = ("table1", "table3a", "table3b", "table4", "fig5", "variation")
@@ -375,8 +375,7 @@ def resolve_jobs(jobs: int | str, device: str = "auto") -> int:
     if jobs == "auto":
         if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
             return 1
-        return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else (os.cpu_count() or 1)))
+        return min(4, usable_cores())
     try:
         n = int(str(jobs))    # refuses 1.5 and 'two'
     except (TypeError, ValueError):

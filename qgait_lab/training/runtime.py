@@ -24,6 +24,13 @@ def fast_mode() -> bool:
     return os.environ.get("QGAIT_FAST", "") not in ("", "0", "false", "False")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: this rank's GPU under torchrun, else the first GPU, else the CPU."""
     if name == "auto":
